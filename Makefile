@@ -1,0 +1,34 @@
+# The two commands a user needs: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint lock clean-demo
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m workflow_scripts.demo run
+
+test: $(STAMP)
+	$(PY) -m pytest -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint --configfile config/demo.yaml
+
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
+	{ head -n 2 requirements.lock; .lockenv/bin/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lockenv
+
+clean-demo:
+	rm -rf demo_data results

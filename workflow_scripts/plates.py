@@ -1,0 +1,98 @@
+"""The plate table: which plates a run covers.
+
+JUMP's ``metadata/plate.csv.gz`` is accepted as it is. Every ``Metadata_*``
+column is read as text because plate names can be all digits and must not
+turn into integers (or lose leading zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+KEY_COLUMNS = ["Metadata_Source", "Metadata_Batch", "Metadata_Plate"]
+SELECT_COLUMNS = {
+    "sources": "Metadata_Source",
+    "batches": "Metadata_Batch",
+    "plates": "Metadata_Plate",
+    "plate_types": "Metadata_PlateType",
+}
+
+
+class PlateTableError(ValueError):
+    """The plate table or the selection is unusable."""
+
+
+def read_metadata_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (optionally gzipped) with every ``Metadata_*`` column as text."""
+    header = pd.read_csv(path, nrows=0).columns
+    dtypes = {c: "string" for c in header if c.startswith("Metadata_")}
+    return pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[])
+
+
+def read_plate_table(
+    path: str | Path, dataset: str, select: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """The selected plates with ``Metadata_Dataset`` filled in, one row each."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlateTableError(f"plate table not found: {path} (config key 'plates')")
+    table = read_metadata_csv(path)
+    missing = [c for c in KEY_COLUMNS if c not in table.columns]
+    if missing:
+        raise PlateTableError(f"plate table {path} lacks column(s) {missing}")
+    table = _fill_dataset(table, dataset)
+    _check_names(table, path)
+    selected = apply_selection(table, select or {}, path)
+    duplicated = selected.duplicated(["Metadata_Dataset", *KEY_COLUMNS])
+    if duplicated.any():
+        rows = selected.loc[duplicated, "Metadata_Plate"].tolist()
+        raise PlateTableError(f"plate table {path} lists plate(s) {rows} more than once")
+    return selected.reset_index(drop=True)
+
+
+def _fill_dataset(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Per-row ``Metadata_Dataset`` where given, else the config's ``dataset``."""
+    table = table.copy()
+    if "Metadata_Dataset" in table.columns:
+        table["Metadata_Dataset"] = table["Metadata_Dataset"].mask(table["Metadata_Dataset"] == "", dataset)
+    else:
+        table["Metadata_Dataset"] = dataset
+    table["Metadata_Dataset"] = table["Metadata_Dataset"].astype("string")
+    return table
+
+
+def _check_names(table: pd.DataFrame, path: Path) -> None:
+    """Names become path components: they must be non-empty and free of '/'."""
+    for column in ["Metadata_Dataset", *KEY_COLUMNS]:
+        bad = table[column].eq("") | table[column].str.contains("/", regex=False)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise PlateTableError(
+                f"plate table {path}, row {row + 2}: {column} {table[column].iloc[row]!r} is empty or contains '/'"
+            )
+
+
+def apply_selection(table: pd.DataFrame, select: Mapping[str, Sequence[str]], path: Path) -> pd.DataFrame:
+    """Keep rows matching every non-empty ``select`` list; unknown values are errors.
+
+    A value absent from the whole table is reported as unknown; values that
+    exist but never occur together give the empty-selection error.
+    """
+    full = table
+    for key, values in select.items():
+        if not values:
+            continue
+        column = SELECT_COLUMNS[key]
+        if column not in full.columns:
+            raise PlateTableError(f"select.{key} needs column {column}, which plate table {path} lacks")
+        wanted = [str(v) for v in values]
+        unknown = sorted(set(wanted) - set(full[column]))
+        if unknown:
+            raise PlateTableError(f"select.{key}: {unknown} not found in column {column} of plate table {path}")
+        table = table[table[column].isin(wanted)]
+    if table.empty:
+        raise PlateTableError(f"the selection {dict(select)} leaves no plate of plate table {path}")
+    return table
