@@ -1,13 +1,12 @@
 # Cell Painting profiling workflow: gallery plates to OME-Zarr, embeddings,
 # CellProfiler profiles and batch-corrected KPIs. Stages live in rules/, the
-# work in the workflow_scripts package.
+# work in the workflow_scripts package. Run with --configfile (config/config.yaml
+# for the public gallery, config/demo.yaml for the demo): there is no implicit
+# default, so one config never leaks keys into another.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

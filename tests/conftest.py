@@ -25,3 +25,21 @@ def s3_server():
     """A moto S3 server process on 127.0.0.1, shared by the session."""
     with S3Server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo_gallery(tmp_path_factory, s3_server):
+    """The small demo gallery, built once and served by the session's S3 server.
+
+    Yields (layout, root): ``root`` holds ``gallery/`` (the bucket's contents),
+    ``plates.csv`` and ``ground_truth/``.
+    """
+    from workflow_scripts.demo.build import BUCKET, build_gallery
+    from workflow_scripts.demo.layout import small_layout
+    from workflow_scripts.s3server import upload_tree
+
+    layout = small_layout()
+    root = tmp_path_factory.mktemp("demo")
+    gallery = build_gallery(layout, root)
+    upload_tree(s3_server.admin_client(), BUCKET, gallery)
+    yield layout, root

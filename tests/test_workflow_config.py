@@ -1,0 +1,76 @@
+"""Config validation, lint and dry-runs with every cluster profile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.workflow_helpers import REPO, run_snakemake, venv_environment
+
+pytestmark = pytest.mark.workflow
+
+
+def test_lint_is_clean(demo_gallery, s3_server, tmp_path):
+    layout, root = demo_gallery
+    result = run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"fetch": {"concurrency": "many"}}, r"\['fetch'\]\['concurrency'\]"),
+        ({"fetch": {"concurency": 4}}, "'concurency' was unexpected"),
+        ({"sample": {"wells": ["Z99"]}}, r"\['sample'\]\['wells'\]"),
+        ({"convert": {"ngff_version": "0.3"}}, r"\['convert'\]\['ngff_version'\]"),
+    ],
+)
+def test_bad_config_fails_before_any_job_and_names_the_key(demo_gallery, s3_server, tmp_path, override, named):
+    layout, root = demo_gallery
+    result = run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, config=override, check=False)
+    assert result.returncode != 0
+    assert re.search(named, result.stdout + result.stderr)
+    assert not (tmp_path / "plates").exists()
+
+
+def test_unknown_plate_in_selection_is_named(demo_gallery, s3_server, tmp_path):
+    layout, root = demo_gallery
+    result = run_snakemake(
+        tmp_path, root / "plates.csv", s3_server.endpoint_url, config={"select": {"plates": ["NOPE42"]}}, check=False
+    )
+    assert result.returncode != 0 and "NOPE42" in result.stderr
+
+
+def _dry_run(profile: str, root: Path, results: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_snakemake(results, root / "plates.csv", endpoint, "--dry-run", "--profile", str(REPO / "profiles" / profile), *extra)
+
+
+def test_local_and_slurm_profiles_dry_run(demo_gallery, s3_server, tmp_path):
+    layout, root = demo_gallery
+    for profile in ("local", "slurm"):
+        result = _dry_run(profile, root, tmp_path / profile, s3_server.endpoint_url)
+        assert "fetch" in result.stdout
+
+
+def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatch):
+    layout, root = demo_gallery
+    admin = s3_server.admin_client()
+    admin.create_bucket(Bucket="results-bucket")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    result = _dry_run(
+        "aws-batch", root, tmp_path, s3_server.endpoint_url,
+        "--storage-s3-endpoint-url", s3_server.endpoint_url,
+        "--default-storage-prefix", "s3://results-bucket/run",
+    )
+    assert "fetch" in result.stdout
+
+
+def test_profiles_request_gpus_and_timeouts():
+    aws = (REPO / "profiles" / "aws-batch" / "config.yaml").read_text()
+    timeout = int(re.search(r"aws-batch-task-timeout:\s*(\d+)", aws).group(1))
+    assert timeout > 300

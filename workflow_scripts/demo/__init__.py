@@ -1,0 +1,1 @@
+"""The embedded demo: a synthetic gallery with known biology and batch effects."""

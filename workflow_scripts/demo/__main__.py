@@ -1,0 +1,104 @@
+"""Run the embedded demo: build the synthetic gallery, serve it, run the workflow.
+
+``python -m workflow_scripts.demo run`` is what ``make demo`` calls;
+``serve`` only starts the local S3 server with the gallery, for trying the
+workflow by hand against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from workflow_scripts.demo.build import BUCKET, build_gallery
+from workflow_scripts.demo.layout import default_layout
+from workflow_scripts.s3server import S3Server, upload_tree
+
+REPO = Path(__file__).resolve().parents[2]
+log = logging.getLogger("workflow_scripts.demo")
+
+
+def serve_gallery(server: S3Server, gallery: Path) -> int:
+    """Upload the gallery into the server's bucket; returns the object count."""
+    return upload_tree(server.admin_client(), BUCKET, gallery)
+
+
+def snakemake_command(root: Path, endpoint_url: str, cores: str, extra: Sequence[str]) -> list[str]:
+    """The Snakemake call of the demo: demo config, local profile, local server.
+
+    The server's address and the gallery's plate table go into a second
+    config file (``--config`` would turn nested values into strings).
+    """
+    overrides = root / "demo_overrides.yaml"
+    gallery = {"bucket": BUCKET, "endpoint_url": endpoint_url, "anonymous": True}
+    overrides.write_text(yaml.safe_dump({"gallery": gallery, "plates": str(root / "plates.csv")}))
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", str(REPO / "config" / "demo.yaml"), str(overrides),
+        "--profile", str(REPO / "profiles" / "local"),
+        "--cores", cores,
+        *extra,
+    ]
+
+
+def outputs_summary(results: Path) -> str:
+    """What the run produced, per plate and across plates, for the closing message."""
+    lines = []
+    for plate in sorted((results / "plates").glob("*/*/*/*")):
+        names = sorted(p.name for p in plate.iterdir())
+        lines.append(f"  {plate.relative_to(results)}: {', '.join(names)}")
+    for folder in ("collection", "report"):
+        if (results / folder).exists():
+            lines.append(f"  {folder}/: {', '.join(sorted(p.name for p in (results / folder).iterdir()))}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    layout = default_layout(size=args.size)
+    started = time.monotonic()
+    gallery = build_gallery(layout, args.root)
+    log.info("demo gallery ready in %s (%.0f s)", gallery, time.monotonic() - started)
+    with S3Server() as server:
+        count = serve_gallery(server, gallery)
+        log.info("serving %d objects at %s", count, server.endpoint_url)
+        if args.command == "serve":
+            print(f"S3 endpoint: {server.endpoint_url} (bucket {BUCKET}); Ctrl-C stops it", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return 0
+        command = snakemake_command(args.root.resolve(), server.endpoint_url, args.cores, args.snakemake_args)
+        # jobs call `python`: make it this interpreter (the project's venv)
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        result = subprocess.run(command, cwd=REPO, env={**os.environ, "PATH": path})
+    results = REPO / "results" / "demo"
+    if result.returncode == 0:
+        print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Results under {results}:")
+        print(outputs_summary(results))
+        print(f"Ground truth (perturbations, MoAs, batch effects): {args.root / 'ground_truth'}")
+    return result.returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.demo", description=__doc__)
+    parser.add_argument("command", choices=["run", "serve"])
+    parser.add_argument("--root", type=Path, default=REPO / "demo_data", help="where the gallery is written")
+    parser.add_argument("--size", type=int, default=1080, help="field size in pixels")
+    parser.add_argument("--cores", default="all")
+    parser.add_argument("snakemake_args", nargs="*", help="passed on to Snakemake (after --)")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
