@@ -92,7 +92,7 @@ def test_plan_counts_objects_and_bytes_without_downloading_images(demo_gallery, 
 def test_missing_object_names_plate_and_key(demo_gallery, s3_server, tmp_path):
     layout, root = demo_gallery
     phenix = layout.plates[0]
-    gone = next((root / "gallery").rglob(f"*Measurement1/Images/r01c01f01p01-ch5*"))
+    gone = next((root / "gallery").rglob("*Measurement1/Images/r01c01f01p01-ch5*"))
     key = gone.relative_to(root / "gallery").as_posix()
     admin = s3_server.admin_client()
     body = gone.read_bytes()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.workflow_helpers import REPO, run_snakemake, venv_environment
+from tests.workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -74,3 +73,20 @@ def test_profiles_request_gpus_and_timeouts():
     aws = (REPO / "profiles" / "aws-batch" / "config.yaml").read_text()
     timeout = int(re.search(r"aws-batch-task-timeout:\s*(\d+)", aws).group(1))
     assert timeout > 300
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        match = re.match(r"^\s*(?:-\s+)?([A-Za-z0-9_.\-]+)==([^\s#]+)", line)
+        if match:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def test_conda_environments_pin_what_the_lock_file_pins():
+    lock = _pins((REPO / "requirements.lock").read_text().splitlines())
+    for env in ("cpu", "gpu"):
+        pins = _pins((REPO / "envs" / f"{env}.yaml").read_text().splitlines())
+        assert pins, env
+        assert {name: lock.get(name) for name in pins} == pins, env
