@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from botocore.exceptions import ClientError
 
 from workflow_scripts.atomic import write_parquet_atomic, write_text_atomic
-from workflow_scripts.fetch_objects import FetchError, RetryPolicy, download_objects, head_objects
+from workflow_scripts.fetch_objects import FetchError, ObjectRecord, RetryPolicy, download_objects, head_objects
 from workflow_scripts.gallery import PlateRef
 from workflow_scripts.load_data import (
     LoadDataError,
@@ -55,17 +54,20 @@ class FetchSettings:
         return RetryPolicy(max_attempts=self.max_attempts)
 
 
+def existing(client, keys: Sequence[str], settings: FetchSettings) -> list[ObjectRecord]:
+    """HEAD each key (with retries); the records of those that exist, in order."""
+    locations = [S3Location(settings.bucket, key) for key in keys]
+    records = head_objects(client, locations, concurrency=len(keys), retry=settings.retry, allow_missing=True)
+    return [record for record in records if not record.missing]
+
+
 def locate_load_data(client, plate: PlateRef, settings: FetchSettings) -> S3Location:
-    """The first LoadData candidate that exists; a clear error when none does."""
+    """The most preferred LoadData candidate that exists; a clear error when none does."""
     keys = plate.load_data_keys()
-    for key in keys:
-        try:
-            client.head_object(Bucket=settings.bucket, Key=key)
-            return S3Location(settings.bucket, key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise FetchError(f"plate {plate.plate}: cannot read s3://{settings.bucket}/{key}: {error}") from error
-    raise FetchError(f"plate {plate.plate}: no LoadData in s3://{settings.bucket}/ (tried {', '.join(keys)})")
+    found = existing(client, keys, settings)
+    if not found:
+        raise FetchError(f"plate {plate.plate}: no LoadData in s3://{settings.bucket}/ (tried {', '.join(keys)})")
+    return found[0].location
 
 
 def plate_sites(client, plate: PlateRef, settings: FetchSettings) -> pd.DataFrame:
@@ -97,10 +99,7 @@ def _fill_plate_metadata(sites: pd.DataFrame, plate: PlateRef) -> pd.DataFrame:
 def _add_conventional_illum(client, sites: pd.DataFrame, plate: PlateRef, settings: FetchSettings) -> pd.DataFrame:
     """Plates whose LoadData names no illumination may still have the files."""
     keys = {ch: plate.illum_key(ch) for ch in settings.channels}
-    try:
-        for key in keys.values():
-            client.head_object(Bucket=settings.bucket, Key=key)
-    except ClientError:
+    if len(existing(client, list(keys.values()), settings)) < len(keys):
         log.info("plate %s: no illumination functions in the gallery", plate.plate)
         return sites
     for channel, key in keys.items():

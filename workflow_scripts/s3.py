@@ -44,13 +44,14 @@ def make_client(
 ):
     """A boto3 S3 client; unsigned when ``anonymous``.
 
-    Retries are left to the caller (``max_attempts=1``) so that the fetch
-    stage can count and log them and verify each body itself.
+    Retries are left to the caller (one attempt per call: botocore's
+    ``total_max_attempts=1``; its ``max_attempts`` would count retries) so
+    that the fetch stage can count and log them and verify each body itself.
     """
     config = Config(
         signature_version=UNSIGNED if anonymous else None,
         max_pool_connections=max_pool_connections,
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
     )

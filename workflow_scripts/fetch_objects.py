@@ -1,0 +1,413 @@
+"""Concurrent, verified, restartable download of S3 objects into the cache.
+
+A plate is thousands of objects of a few MB each, fetched from a public
+bucket that throttles and occasionally drops connections. One request at a
+time leaves the link idle for the whole round trip, so objects are fetched
+by a thread pool sharing one boto3 client (clients are thread-safe; its
+``max_pool_connections`` should be at least the concurrency, as
+``workflow_scripts.s3.make_client(..., max_pool_connections=N)`` allows).
+
+Every object is written under a temporary name in its final folder and
+renamed into place (``os.replace``) only after its size and, where possible,
+its MD5 were checked, so a killed run never leaves a file that looks
+complete. The client makes one attempt per call; the retries are done here,
+so that a body cut short is retried like a 503 is, and every retry is logged.
+
+Deciding what is already complete: after the rename, a small sidecar record
+``.{name}.fetched`` (JSON: size, ETag, the file's mtime in ns) is written
+beside the object. An object counts as complete when its sidecar
+exists and the file's size and mtime still match it (and the size and ETag
+match the plan, when the caller passes planned records). This costs one
+``stat`` and one small read per object and no request, where re-hashing
+every file would cost a full read of the cache and a HEAD per object a
+round trip each. A file without a sidecar (a kill between rename and
+record, a cache filled by another tool) or one changed afterwards
+(truncated, rewritten in place) is downloaded again. Objects are assumed
+immutable on S3 once recorded, as gallery objects are; pass planned records
+from :func:`head_objects` to also catch objects replaced on S3. Files are
+not fsynced: the guarantee covers killed jobs (what schedulers do), not
+power cuts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+import urllib3.exceptions
+from botocore.exceptions import (
+    ClientError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from workflow_scripts.paths import cache_path
+from workflow_scripts.s3 import S3Location
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_CHUNK = 1024 * 1024
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+# Server-side encryption under which the ETag is no longer the MD5 of the body.
+_ETAG_NOT_MD5_SSE = {"aws:kms", "aws:kms:dsse"}
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"}
+
+
+class FetchError(RuntimeError):
+    """An object could not be fetched; the message names its key and why."""
+
+
+class MissingObjectError(FetchError):
+    """The object does not exist (404 / NoSuchKey); never retried."""
+
+
+class _BadBody(Exception):
+    """A response body that failed verification; retried like a network error."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter.
+
+    Full jitter (a uniform draw up to the exponential cap) keeps the threads
+    that were throttled together from retrying together.
+    """
+
+    max_attempts: int = 8
+    base_delay: float = 0.25
+    max_delay: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError(f"retry delays must be >= 0: {self}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One object: its size and ETag on S3 and its local copy.
+
+    ``size`` is -1 and ``path`` None for an object that does not exist;
+    ``path`` is None for records that only plan a download.
+    """
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    path: Path | None
+
+    @property
+    def location(self) -> S3Location:
+        return S3Location(self.bucket, self.key)
+
+    @property
+    def missing(self) -> bool:
+        return self.size < 0
+
+
+def partial_path(path: Path) -> Path:
+    """Where the download of ``path`` is written until it is verified.
+
+    The name is fixed, so the leftover of a killed run is overwritten by the
+    next attempt instead of piling up; it is never read.
+    """
+    return path.with_name(f".{path.name}.part")
+
+
+def sidecar_path(path: Path) -> Path:
+    """The record that marks ``path`` as completely downloaded."""
+    return path.with_name(f".{path.name}.fetched")
+
+
+def head_objects(
+    client,
+    locations: Sequence[S3Location],
+    *,
+    concurrency: int = 32,
+    retry: RetryPolicy = RetryPolicy(),
+    allow_missing: bool = False,
+) -> list[ObjectRecord]:
+    """Size and ETag of each object (HEAD requests in parallel), in order.
+
+    Lets the caller report how many objects and bytes a plate needs before
+    anything is downloaded, and pass the records on to
+    :func:`download_objects` so each body is checked against the plan.
+    """
+    stop = threading.Event()
+
+    def plan(location: S3Location) -> ObjectRecord:
+        try:
+            return _with_retries(lambda: _head(client, location), location, retry, stop)
+        except MissingObjectError as error:
+            return _missing(location, error, allow_missing)
+
+    return _in_parallel(plan, list(locations), concurrency, stop)
+
+
+def download_objects(
+    client,
+    locations: Sequence[S3Location | ObjectRecord],
+    cache_dir: str | Path,
+    *,
+    concurrency: int = 32,
+    retry: RetryPolicy = RetryPolicy(),
+    allow_missing: bool = False,
+) -> list[ObjectRecord]:
+    """Download the objects into ``cache_dir``; one record per location, in order.
+
+    Locations may be planned records from :func:`head_objects`: their size
+    and ETag are then checked too. Objects already complete (see the module
+    docstring) are not requested again. A missing object raises
+    :class:`MissingObjectError`, or with ``allow_missing`` is logged and
+    comes back with size -1 and no path. Any other failure, after the
+    retries, raises :class:`FetchError` and stops the remaining downloads.
+    """
+    pool_size = client.meta.config.max_pool_connections
+    if pool_size < concurrency:
+        log.warning(
+            "client pool holds %d connections for %d threads; raise max_pool_connections", pool_size, concurrency
+        )
+    plans: dict[S3Location, ObjectRecord] = {}
+    for plan in map(_as_plan, locations):
+        plans.setdefault(plan.location, plan)
+    wanted = list(plans.values())
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def fetch(planned: ObjectRecord) -> tuple[ObjectRecord, bool]:
+        try:
+            return _download(client, planned, Path(cache_dir), retry, stop)
+        except MissingObjectError as error:
+            return _missing(planned.location, error, allow_missing), False
+
+    outcomes = _in_parallel(fetch, wanted, concurrency, stop)
+    _log_summary(outcomes, time.monotonic() - started)
+    records = {record.location: record for record, _ in outcomes}
+    return [records[S3Location(item.bucket, item.key)] for item in locations]
+
+
+def _as_plan(item: S3Location | ObjectRecord) -> ObjectRecord:
+    """A plan for one object; a bare location has unknown size and ETag."""
+    if isinstance(item, ObjectRecord):
+        return replace(item, path=None)
+    return ObjectRecord(item.bucket, item.key, -1, "", None)
+
+
+def _missing(location: S3Location, error: MissingObjectError, allow_missing: bool) -> ObjectRecord:
+    if not allow_missing:
+        raise error
+    log.warning("%s", error)
+    return ObjectRecord(location.bucket, location.key, -1, "", None)
+
+
+def _in_parallel(work: Callable[[T], R], items: list[T], concurrency: int, stop: threading.Event) -> list[R]:
+    """``work`` on every item in a thread pool; the first error stops the rest."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception()), None)
+            if failed is not None:
+                raise failed.exception()
+            return [future.result() for future in futures]
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _with_retries(attempt_once: Callable[[], T], location: S3Location, retry: RetryPolicy, stop: threading.Event) -> T:
+    """Run one request until it succeeds, fails for good, or attempts run out."""
+    attempt = 1
+    while True:
+        if stop.is_set():
+            raise FetchError(f"{location}: cancelled because another object failed")
+        try:
+            return attempt_once()
+        except Exception as error:
+            reason = _transient_reason(error)
+            if reason is None:
+                raise _permanent(location, error) from error
+            if attempt >= retry.max_attempts:
+                raise FetchError(f"{location}: failed after {attempt} attempts; last error: {reason}") from error
+        pause = retry.delay(attempt)
+        log.info(
+            "%s: attempt %d/%d failed (%s); retrying in %.2f s", location, attempt, retry.max_attempts, reason, pause
+        )
+        stop.wait(pause)
+        attempt += 1
+
+
+def _transient_reason(error: Exception) -> str | None:
+    """Why a failed request is worth repeating, or None when it is not."""
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = error.response.get("Error", {}).get("Code", "")
+        if status >= 500 or status == 429 or code in _THROTTLE_CODES:
+            return f"HTTP {status}" + (f" {code}" if code != str(status) else "")
+        return None
+    if isinstance(
+        error,
+        (
+            _BadBody,
+            BotoConnectionError,  # EndpointConnectionError, ConnectTimeoutError
+            HTTPClientError,  # ReadTimeoutError, ConnectionClosedError, ResponseStreamingError
+            IncompleteReadError,
+            FlexibleChecksumError,  # a body that fails the object's stored CRC
+            urllib3.exceptions.HTTPError,  # ProtocolError while streaming a body
+            http.client.HTTPException,  # IncompleteRead
+            ConnectionError,  # reset, aborted, broken pipe
+            TimeoutError,
+        ),
+    ):
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _permanent(location: S3Location, error: Exception) -> Exception:
+    """The error to raise for a failure that retrying cannot fix."""
+    if isinstance(error, FetchError):
+        return error
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _MISSING_CODES:
+            return MissingObjectError(f"{location}: no such object (key {location.key!r})")
+        message = error.response.get("Error", {}).get("Message", "")
+        return FetchError(f"{location}: {code} {message}".rstrip())
+    return FetchError(f"{location}: {type(error).__name__}: {error}")
+
+
+def _head(client, location: S3Location) -> ObjectRecord:
+    response = client.head_object(Bucket=location.bucket, Key=location.key)
+    return ObjectRecord(location.bucket, location.key, response["ContentLength"], response["ETag"].strip('"'), None)
+
+
+def _download(
+    client, planned: ObjectRecord, cache_dir: Path, retry: RetryPolicy, stop: threading.Event
+) -> tuple[ObjectRecord, bool]:
+    """The object's record, and whether it had to be downloaded."""
+    path = cache_path(cache_dir, planned.bucket, planned.key)
+    done = _complete(path, planned)
+    if done is not None:
+        return done, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar_path(path).unlink(missing_ok=True)
+    record = _with_retries(lambda: _get_verified(client, planned, path, stop), planned.location, retry, stop)
+    _write_sidecar(path, record)
+    return record, True
+
+
+def _complete(path: Path, planned: ObjectRecord) -> ObjectRecord | None:
+    """The record of a verified earlier download still intact, else None."""
+    try:
+        saved = json.loads(sidecar_path(path).read_text())
+        stat = path.stat()
+        size, etag, mtime_ns = int(saved["size"]), str(saved["etag"]), int(saved["mtime_ns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+        return None
+    if (planned.size >= 0 and planned.size != size) or (planned.etag and planned.etag != etag):
+        return None
+    return ObjectRecord(planned.bucket, planned.key, size, etag, path)
+
+
+def _get_verified(client, planned: ObjectRecord, path: Path, stop: threading.Event) -> ObjectRecord:
+    """One GET streamed to the partial file, checked, then renamed into place."""
+    location = planned.location
+    response = client.get_object(Bucket=location.bucket, Key=location.key)
+    size, etag = response["ContentLength"], response["ETag"].strip('"')
+    if (planned.size >= 0 and size != planned.size) or (planned.etag and etag != planned.etag):
+        response["Body"].close()
+        raise FetchError(
+            f"{location}: object changed since it was planned "
+            f"(size {planned.size} -> {size}, ETag {planned.etag} -> {etag})"
+        )
+    partial = partial_path(path)
+    try:
+        received, md5 = _stream_to(response["Body"], partial, stop)
+        if received != size:
+            raise _BadBody(f"received {received} of {size} bytes")
+        if _is_md5(etag, response.get("ServerSideEncryption")) and md5 != etag:
+            raise _BadBody(f"MD5 {md5} of the body does not match ETag {etag}")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return ObjectRecord(location.bucket, location.key, size, etag, path)
+
+
+def _stream_to(body, partial: Path, stop: threading.Event) -> tuple[int, str]:
+    """Write a response body to ``partial``; its length and MD5 hex digest."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    received = 0
+    with body, open(partial, "wb") as out:
+        for chunk in body.iter_chunks(_CHUNK):
+            if stop.is_set():
+                raise FetchError(f"{partial}: cancelled because another object failed")
+            md5.update(chunk)
+            out.write(chunk)
+            received += len(chunk)
+    return received, md5.hexdigest()
+
+
+def _is_md5(etag: str, encryption: str | None) -> bool:
+    """Whether the ETag is the body's MD5: single-part and not KMS-encrypted."""
+    return bool(_MD5_ETAG.match(etag)) and encryption not in _ETAG_NOT_MD5_SSE
+
+
+def _write_sidecar(path: Path, record: ObjectRecord) -> None:
+    """Mark the renamed file complete.
+
+    Written in place, without a temporary name: a record torn by a kill is
+    a prefix of the JSON object, which does not parse and so counts as no
+    record at all. That saves two file operations per object, which on a
+    busy shared file system cost as much as the rest of the bookkeeping.
+    """
+    text = json.dumps({"size": record.size, "etag": record.etag, "mtime_ns": path.stat().st_mtime_ns})
+    sidecar_path(path).write_text(text)
+
+
+def _log_summary(outcomes: list[tuple[ObjectRecord, bool]], seconds: float) -> None:
+    fetched = [record for record, downloaded in outcomes if downloaded]
+    missing = sum(record.missing for record, _ in outcomes)
+    size = sum(record.size for record in fetched)
+    log.info(
+        "downloaded %d objects (%.1f MB) in %.1f s; %d already complete, %d missing",
+        len(fetched),
+        size / 1e6,
+        seconds,
+        len(outcomes) - len(fetched) - missing,
+        missing,
+    )
