@@ -1,0 +1,146 @@
+"""Model weights: where they come from, what they are, and strict loading.
+
+A DINO training checkpoint holds ``teacher`` (and ``student``) weights with
+``backbone.*`` and ``head.*`` keys, sometimes behind a ``module.`` prefix from
+DistributedDataParallel; the teacher backbone is the model used for
+inference. A bare state dict of the backbone loads too. Loading is strict:
+a checkpoint that does not fit the architecture exactly is an error, never a
+silently half-initialised model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from botocore.exceptions import ClientError
+from torch import nn
+
+from workflow_scripts.paths import cache_path
+from workflow_scripts.s3 import make_client, parse_s3_url
+
+log = logging.getLogger(__name__)
+
+STRIPPED_PREFIXES = ("module.", "backbone.")
+DROPPED_PREFIX = "head."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and keys."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, recorded with every output so results name their weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_s3_checkpoint(
+    uri: str, cache_dir: str | Path, endpoint_url: str | None = None, anonymous: bool = True
+) -> Path:
+    """Local copy of an ``s3://`` checkpoint under the shared cache layout.
+
+    A cached copy whose size matches the object is reused; a new download
+    goes to a temporary name first so an interrupted one is never taken for
+    the checkpoint.
+    """
+    loc = parse_s3_url(uri)
+    client = make_client(endpoint_url, anonymous)
+    target = cache_path(cache_dir, loc.bucket, loc.key)
+    try:
+        size = client.head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"]
+    except ClientError as error:
+        raise CheckpointError(f"checkpoint {uri}: cannot read from S3: {error}") from error
+    if target.is_file() and target.stat().st_size == size:
+        log.info("checkpoint %s: using cached %s", uri, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    client.download_file(loc.bucket, loc.key, str(partial))
+    os.replace(partial, target)
+    log.info("checkpoint %s: downloaded to %s (%d bytes)", uri, target, size)
+    return target
+
+
+def resolve_checkpoint(
+    checkpoint: str,
+    cache_dir: str | Path | None,
+    endpoint_url: str | None = None,
+    anonymous: bool = True,
+) -> Path:
+    """A local path for ``checkpoint``, downloading it first when it is an ``s3://`` URI."""
+    if checkpoint.startswith("s3://"):
+        if cache_dir is None:
+            raise CheckpointError(f"checkpoint {checkpoint}: an s3:// checkpoint needs a cache directory")
+        return download_s3_checkpoint(checkpoint, cache_dir, endpoint_url, anonymous)
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint}: no such file")
+    return path
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in STRIPPED_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+    return key
+
+
+def backbone_state_dict(raw: object, name: str) -> dict[str, torch.Tensor]:
+    """The backbone weights inside a loaded checkpoint object, with prefixes removed.
+
+    ``teacher`` wins when present (DINO's evaluation weights); ``head.*``
+    (the DINO projection head) is dropped.
+    """
+    if isinstance(raw, dict) and "teacher" in raw:
+        raw = raw["teacher"]
+    if not isinstance(raw, dict) or not raw:
+        raise CheckpointError(f"checkpoint {name}: expected a state dict or a dict with 'teacher'")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {name}: entry {key!r} is not a tensor")
+        stripped = _strip_prefix(str(key))
+        if not stripped.startswith(DROPPED_PREFIX):
+            state[stripped] = value
+    return state
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Raise, listing every offending key, unless ``state`` fits ``model`` exactly."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{key} {tuple(state[key].shape)} != {tuple(expected[key].shape)}"
+        for key in set(state) & set(expected)
+        if state[key].shape != expected[key].shape
+    )
+    problems = [
+        f"{label}: {', '.join(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", mismatched))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"checkpoint {name} does not fit the model; " + "; ".join(problems))
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load a DINO checkpoint or bare state dict into ``model``, strictly.
+
+    ``weights_only=True`` keeps ``torch.load`` from running code stored in
+    the file.
+    """
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for unreadable files
+        raise CheckpointError(f"checkpoint {path}: cannot be read: {error}") from error
+    state = backbone_state_dict(raw, str(path))
+    check_state_dict(model, state, str(path))
+    model.load_state_dict(state, strict=True)
