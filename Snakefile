@@ -11,6 +11,10 @@ min_version("9.0")
 
 include: "rules/common.smk"
 include: "rules/fetch.smk"
+include: "rules/convert.smk"
+include: "rules/qc.smk"
+include: "rules/embed.smk"
+include: "rules/cellprofiler.smk"
 
 
 rule all:

@@ -45,10 +45,15 @@ def plate_targets(pattern):
     )
 
 
-def gallery_args():
+def option(name, values):
+    """``--name v1 v2 …`` with every value quoted for the shell."""
+    return " ".join([f"--{name}", *(shlex.quote(str(v)) for v in values)])
+
+
+def gallery_args(bucket=True):
     """CLI options shared by every rule that reads the gallery."""
     gallery = config["gallery"]
-    args = ["--bucket", gallery["bucket"]]
+    args = ["--bucket", gallery["bucket"]] if bucket else []
     if gallery["endpoint_url"]:
         args += ["--endpoint-url", gallery["endpoint_url"]]
     if not gallery["anonymous"]:
@@ -70,14 +75,14 @@ def fetch_args(wildcards):
     args = [
         plate_args(wildcards),
         gallery_args(),
-        f"--cache-dir {shlex.quote(CACHE)}",
-        "--channels " + " ".join(config["channels"]),
+        option("cache-dir", [CACHE]),
+        option("channels", config["channels"]),
         f"--concurrency {fetch['concurrency']} --max-attempts {fetch['max_attempts']}",
     ]
     if sample["wells"]:
-        args.append("--wells " + " ".join(sample["wells"]))
+        args.append(option("wells", sample["wells"]))
     if sample["sites"]:
-        args.append("--sites " + " ".join(str(s) for s in sample["sites"]))
+        args.append(option("sites", sample["sites"]))
     if not fetch["illum"]:
         args.append("--no-illum")
     if fetch["allow_missing"]:
@@ -85,6 +90,71 @@ def fetch_args(wildcards):
     return " ".join(args)
 
 
+QC_HEATMAPS = ["focus", "nuclei", "intensity", "saturation", "flagged"]
+
+
+def convert_args(wildcards):
+    """Options of `workflow_scripts.omezarr` taken from the config."""
+    convert = config["convert"]
+    return " ".join(
+        [
+            option("cache-dir", [CACHE]),
+            option("channels", config["channels"]),
+            f"--ngff-version {convert['ngff_version']}",
+            f"--pyramid-levels {convert['pyramid_levels']}",
+            "--shard-per-field" if convert["shard_per_field"] else "--no-shard-per-field",
+            "--apply-illumination" if convert["apply_illumination"] else "--no-apply-illumination",
+        ]
+    )
+
+
+def embed_args(wildcards):
+    """Options of `workflow_scripts.embed` taken from the config."""
+    embedding = config["embedding"]
+    args = [
+        f"--source {shlex.quote(wildcards.source)} --batch {shlex.quote(wildcards.batch)}",
+        f"--plate {shlex.quote(wildcards.plate)}",
+        f"--arch {embedding['arch']}",
+        option("channels", embedding["channels"]),
+        f"--normalization {embedding['normalization']} --aggregation {embedding['aggregation']}",
+        f"--batch-size {embedding['batch_size']} --workers {embedding['workers']}",
+        f"--device {embedding['device']} --precision {embedding['precision']}",
+        option("cache-dir", [CACHE]),
+        gallery_args(bucket=False),
+    ]
+    for key in ("mean", "std"):
+        if embedding[key]:
+            args.append(option(key, embedding[key]))
+    if embedding["checkpoint"]:
+        args.append(f"--checkpoint {shlex.quote(embedding['checkpoint'])}")
+    if embedding["allow_random_weights"]:
+        args.append("--allow-random-weights")
+    if config["qc"]["exclude_flagged"]:
+        args.append("--exclude-flagged")
+    return " ".join(args)
+
+
+def cellprofiler_args(wildcards):
+    """Options of `workflow_scripts.cellprofiler` taken from the config."""
+    cellprofiler = config["cellprofiler"]
+    return " ".join(
+        [
+            gallery_args(),
+            option("prefix", [f"{wildcards.dataset}/{wildcards.source}"]),
+            f"--batch {shlex.quote(wildcards.batch)} --plate {shlex.quote(wildcards.plate)}",
+            f"--metadata-source {shlex.quote(wildcards.source)}",
+            option("sources", cellprofiler["sources"]),
+            f"--operation {cellprofiler['operation']}",
+            option("cache-dir", [CACHE]),
+        ]
+    )
+
+
 def all_targets():
     """What `snakemake` builds by default: every stage that exists, per plate."""
-    return plate_targets(f"{PLATE_DIR}/load_data.parquet")
+    targets = plate_targets(f"{PLATE_DIR}/qc/fields.parquet")
+    if "dino" in config["features"]:
+        targets += plate_targets(f"{PLATE_DIR}/dino/wells.parquet")
+    if "cellprofiler" in config["features"]:
+        targets += plate_targets(f"{PLATE_DIR}/cellprofiler/wells.parquet")
+    return targets

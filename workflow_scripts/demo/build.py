@@ -21,6 +21,7 @@ import pandas as pd
 import tifffile
 
 from workflow_scripts.demo.layout import CV8000_PIXEL_SIZE_M, PHENIX_PIXEL_SIZE_M, DemoLayout, DemoPlate
+from workflow_scripts.demo.single_cells import write_backend
 from workflow_scripts.demo.synth import illumination_function, render_site
 
 log = logging.getLogger("workflow_scripts.demo")
@@ -50,6 +51,19 @@ def image_key(layout: DemoLayout, plate: DemoPlate, well: str, site: int, channe
 
 def illum_key(layout: DemoLayout, plate: DemoPlate, channel: str) -> str:
     return f"{layout.dataset}/{plate.source}/images/{plate.batch}/illum/{plate.plate}/{plate.plate}_Illum{channel}.npy"
+
+
+def backend_key(layout: DemoLayout, plate: DemoPlate) -> str:
+    """The plate's single-cell SQLite backend, where the gallery keeps it."""
+    return f"{layout.dataset}/{plate.source}/workspace/backend/{plate.batch}/{plate.plate}/{plate.plate}.sqlite"
+
+
+def _stored_sites(layout: DemoLayout, plate: DemoPlate, gallery: Path) -> Iterator[tuple[dict, dict]]:
+    """Each site's metadata and images as written, for measuring single cells."""
+    for well, site in sites_of(layout, plate):
+        metadata = {"Metadata_Plate": plate.plate, "Metadata_Well": well, "Metadata_Site": str(site)}
+        images = {ch: tifffile.imread(gallery / image_key(layout, plate, well, site, ch)) for ch in PHENIX_CHANNELS}
+        yield metadata, images
 
 
 def site_seed(plate: DemoPlate, well: str, site: int) -> int:
@@ -98,7 +112,7 @@ def _write_csv(rows: list[dict[str, str]], path: Path) -> None:
 
 
 def write_plate(layout: DemoLayout, plate: DemoPlate, gallery: Path, workers: int = 2) -> None:
-    """Images, illumination functions, LoadData and platemap of one plate."""
+    """Images, illumination functions, LoadData, platemap and single-cell backend of one plate."""
     def render(task: tuple[str, int]) -> None:
         well, site = task
         phenotype = layout.wells[well].phenotype()
@@ -110,12 +124,15 @@ def write_plate(layout: DemoLayout, plate: DemoPlate, gallery: Path, workers: in
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(render, sites_of(layout, plate)))
+    illum = None
     if plate.illum:
         function = illumination_function(plate.effect, layout.size)
+        illum = {channel: function for channel in PHENIX_CHANNELS}
         for channel in PHENIX_CHANNELS:
             path = gallery / illum_key(layout, plate, channel)
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, function)
+    write_backend(gallery / backend_key(layout, plate), _stored_sites(layout, plate, gallery), illum)
     folder = gallery / layout.dataset / plate.source / "workspace" / "load_data_csv" / plate.batch / plate.plate
     rows = load_data_rows(layout, plate)
     _write_csv(rows, folder / ("load_data_with_illum.csv" if plate.illum else "load_data.csv"))
