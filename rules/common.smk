@@ -102,10 +102,21 @@ def convert_args(wildcards):
             option("channels", config["channels"]),
             f"--ngff-version {convert['ngff_version']}",
             f"--pyramid-levels {convert['pyramid_levels']}",
+            f"--compression-level {convert['compression_level']}",
             "--shard-per-field" if convert["shard_per_field"] else "--no-shard-per-field",
             "--apply-illumination" if convert["apply_illumination"] else "--no-apply-illumination",
         ]
     )
+
+
+def qc_args(wildcards):
+    """Options of `workflow_scripts.qc` taken from the config."""
+    qc = config["qc"]
+    names = ["focus_channel", "dna_channel", "focus_tolerance", "saturation_level"]
+    names += ["max_saturated_fraction", "min_nucleus_area", "illum_filter_size"]
+    args = [option(name.replace("_", "-"), [qc[name]]) for name in names]
+    args.append("--exclude-flagged" if qc["exclude_flagged"] else "--no-exclude-flagged")
+    return " ".join(args)
 
 
 def embed_args(wildcards):

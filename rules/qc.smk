@@ -13,7 +13,7 @@ rule qc:
         f"{BENCHMARKS}/qc/{PLATE_ID}.tsv"
     params:
         out_dir=subpath(output.fields, parent=True),
-        exclude="--exclude-flagged" if config["qc"]["exclude_flagged"] else "--no-exclude-flagged",
+        args=qc_args,
     threads: 2
     resources:
         mem_mb=3000,
@@ -22,4 +22,4 @@ rule qc:
         CPU_ENV
     shell:
         "python -m workflow_scripts.qc --plate {input:q} --out-dir {params.out_dir:q}"
-        " {params.exclude} --workers {threads} 2> {log:q}"
+        " {params.args} --workers {threads} 2> {log:q}"

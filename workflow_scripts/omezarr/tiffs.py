@@ -1,0 +1,100 @@
+"""Reading a field's channel TIFFs, turning every way they can be bad into a reason.
+
+The gallery holds corrupt, truncated and zero-filled TIFFs, and a fetch with
+``allow_missing`` can leave files out. One bad file must not stop a plate:
+``read_field`` returns the failure with a reason the QC stage reports
+('missing file', 'unreadable', 'shape mismatch', 'dtype mismatch').
+Zero-filled files read fine here; QC flags them from their pixels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from workflow_scripts.omezarr.loaddata import FieldSource
+
+PIXEL_DTYPE = np.dtype("uint16")
+PROBE_FIELDS = 16
+
+
+class ChannelReadError(Exception):
+    """A channel file that cannot become a field plane; ``reason`` is the QC reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class FieldRead:
+    """A field's pixels (c, y, x) or, when any channel failed, why not."""
+
+    pixels: np.ndarray | None
+    reason: str = ""
+    detail: str = ""
+
+
+def read_field(field: FieldSource, channels: Sequence[str], shape: tuple[int, int]) -> FieldRead:
+    """All channels of one field, or the first failure's reason and every failure's detail."""
+    planes, failures = [], []
+    for channel, path in zip(channels, field.paths):
+        try:
+            planes.append(read_channel(path, shape))
+        except ChannelReadError as error:
+            failures.append((error.reason, f"{channel}: {error.detail}"))
+    if failures:
+        return FieldRead(None, failures[0][0], "; ".join(detail for _, detail in failures))
+    return FieldRead(np.stack(planes))
+
+
+def read_channel(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """One plane; shape and dtype are checked from the header before decoding."""
+    if not path.is_file():
+        raise ChannelReadError("missing file", f"{path} does not exist")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            if tuple(page.shape) != tuple(shape):
+                raise ChannelReadError("shape mismatch", f"{path} is {page.shape}, the plate's fields are {shape}")
+            if page.dtype != PIXEL_DTYPE:
+                raise ChannelReadError("dtype mismatch", f"{path} is {page.dtype}, expected {PIXEL_DTYPE}")
+            return page.asarray()
+    except ChannelReadError:
+        raise
+    except Exception as error:  # tifffile and its codecs raise many types for corrupt bytes
+        raise ChannelReadError("unreadable", f"{path}: {type(error).__name__}: {error}") from None
+
+
+def probe_field_shape(plate: str, fields: Sequence[FieldSource]) -> tuple[int, int]:
+    """The plate's field shape: the most common TIFF header among fields spread over the plate.
+
+    A majority vote keeps one odd file from defining the plate; the dtype is
+    checked here too, so a plate of 8-bit images fails at once with a clear
+    message instead of as thousands of 'dtype mismatch' fields.
+    """
+    step = max(1, len(fields) // PROBE_FIELDS)
+    headers = Counter(header for field in fields[::step] for path in field.paths if (header := _header(path)))
+    if not headers:
+        raise ValueError(f"plate {plate}: none of the sampled TIFFs could be read")
+    (shape, dtype), _ = headers.most_common(1)[0]
+    if dtype != PIXEL_DTYPE.str:
+        raise ValueError(f"plate {plate}: TIFFs are {np.dtype(dtype)}, expected {PIXEL_DTYPE}")
+    if len(shape) != 2:
+        raise ValueError(f"plate {plate}: TIFF planes have shape {shape}, expected (y, x)")
+    return shape
+
+
+def _header(path: Path) -> tuple[tuple[int, ...], str] | None:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return tuple(page.shape), page.dtype.str
+    except Exception:  # a bad file simply does not vote; read_field reports it
+        return None

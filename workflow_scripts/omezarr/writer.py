@@ -1,0 +1,350 @@
+"""A fetched plate (``load_data.parquet`` + cached TIFFs) to an NGFF HCS plate.
+
+Layout: ``{plate}.ome.zarr/{row}/{column}/{field}/{level}``, each level a
+(c, y, x) uint16 array, level 0 chunked one channel x one whole field and
+lower levels in one chunk, blosc-zstd with bitshuffle. Metadata is written
+with ``ome-zarr``'s writers.
+
+Completion is all-or-nothing: the plate is built under
+``{plate}.ome.zarr.incomplete`` and renamed only after every well and the
+plate metadata are written. A well is complete once its status attribute
+(written last) exists, so a killed run resumes: the rerun keeps the
+complete wells of a temporary plate made from the same inputs and
+parameters, rewrites the rest, and ends with the same bytes an
+uninterrupted run writes.
+
+A field whose TIFFs cannot be read is written as zeros (the plate stays
+rectangular) and recorded, with its reason, in its well's status for QC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import zarr
+from ome_zarr.format import Format, FormatV04, FormatV05
+from ome_zarr.writer import write_multiscales_metadata, write_plate_metadata, write_well_metadata
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
+
+from workflow_scripts.illumination import apply_illumination, load_illumination
+from workflow_scripts.omezarr.arrays import blosc, create_array, level_metadata, write_chunks
+from workflow_scripts.omezarr.layout import AXES, ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY, SUMMARY_KEY
+from workflow_scripts.omezarr.loaddata import FieldSource, PlateSources, read_plate_sources
+from workflow_scripts.omezarr.options import ConversionOptions
+from workflow_scripts.omezarr.parallel import WorkerPool
+from workflow_scripts.omezarr.provenance import field_summary, plate_provenance
+from workflow_scripts.omezarr.pyramid import level_shapes, pyramid
+from workflow_scripts.omezarr.tiffs import probe_field_shape, read_field
+from workflow_scripts.omezarr.wells import ROWS, split_well
+
+LOG = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".incomplete"
+UINT16_MAX = int(np.iinfo(np.uint16).max)
+WINDOW_PERCENTILES = (0.1, 99.9)
+CHANNEL_COLORS = {"DNA": "0000FF", "AGP": "FF0000", "RNA": "FFFF00", "ER": "00FF00", "Mito": "FF00FF"}
+# Errors that mean "this well was never finished": absent, half-written or without status.
+_INCOMPLETE = (OSError, ValueError, KeyError, TypeError)
+
+
+@dataclass(frozen=True)
+class WellJob:
+    """Everything one worker needs to write one well, picklable."""
+
+    root: Path
+    fields: tuple[FieldSource, ...]
+    channels: tuple[str, ...]
+    shape: tuple[int, int]
+    pixel_size_um: float | None
+    options: ConversionOptions
+    illum_paths: tuple[tuple[str, Path], ...] | None
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """The finished plate, its field counts and how many wells a resume kept."""
+
+    output: Path
+    fields: dict
+    resumed_wells: int
+
+
+def temp_path(output: Path) -> Path:
+    """Where the plate is built before the rename that completes it."""
+    return output.with_name(output.name + TEMP_SUFFIX)
+
+
+def ngff_format(options: ConversionOptions) -> Format:
+    return FormatV05() if options.ngff_version == "0.5" else FormatV04()
+
+
+def convert_plate(
+    load_data: str | Path,
+    cache_dir: str | Path,
+    output: str | Path,
+    channels: Sequence[str],
+    options: ConversionOptions,
+) -> ConversionResult:
+    """Convert one plate; raises if no field at all could be read (naming the plate)."""
+    output = Path(output)
+    temp = temp_path(output)
+    with WorkerPool(options.workers) as pool:
+        sources = read_plate_sources(load_data, cache_dir, channels)
+        shape = probe_field_shape(sources.plate, list(sources.fields()))
+        illum = _gallery_illumination(sources, shape, options.apply_illumination)
+        provenance = plate_provenance(sources, options, shape, illum_stored=illum is not None)
+        done = _prepare_temp(temp, provenance, sources, options)
+        if done:
+            LOG.info("plate %s: resuming, %d of %d wells already written", sources.plate, len(done), len(sources.wells))
+        jobs = [
+            _well_job(temp, fields, sources, shape, options)
+            for well, fields in sources.wells.items()
+            if well not in done
+        ]
+        pool.map(write_well, jobs)
+    statuses = {well: _well_statuses(temp, well) for well in sources.wells}
+    summary = _checked_summary(sources, statuses, temp)
+    _finish_plate(temp, sources, summary, illum, options)
+    _publish(temp, output)
+    LOG.info("plate %s: wrote %s (%d fields, %d failed)", sources.plate, output, summary["total"], summary["failed"])
+    return ConversionResult(output, summary, len(done))
+
+
+def _well_job(
+    temp: Path,
+    fields: tuple[FieldSource, ...],
+    sources: PlateSources,
+    shape: tuple[int, int],
+    options: ConversionOptions,
+) -> WellJob:
+    illum = tuple(sources.illum_paths.items()) if options.apply_illumination and sources.illum_paths else None
+    return WellJob(temp, fields, sources.channels, shape, sources.pixel_size_um, options, illum)
+
+
+def _gallery_illumination(sources: PlateSources, shape: tuple[int, int], apply: bool) -> np.ndarray | None:
+    """The plate's illumination functions (c, y, x), or None when there are none to keep.
+
+    Unusable files are an error only when they must be applied; otherwise the
+    plate is converted without them and QC computes its own.
+    """
+    if sources.illum_paths is None:
+        if apply:
+            raise ValueError(f"plate {sources.plate}: apply_illumination is set but load_data has no URL_Illum columns")
+        return None
+    try:
+        return load_illumination(sources.illum_paths, sources.channels, shape)
+    except ValueError as error:
+        if apply:
+            raise ValueError(f"plate {sources.plate}: {error}") from None
+        LOG.warning("plate %s: gallery illumination not kept: %s", sources.plate, error)
+        return None
+
+
+def _prepare_temp(temp: Path, provenance: dict, sources: PlateSources, options: ConversionOptions) -> set[str]:
+    """Create the temporary plate, or reuse one made from the same inputs; return its complete wells."""
+    if temp.exists():
+        if _stored_provenance(temp) == provenance:
+            _drop_unfinished_plate_writes(temp)
+            _create_rows(zarr.open_group(temp, mode="r+"), sources)
+            return {well for well in sources.wells if _well_statuses(temp, well, required=False) is not None}
+        LOG.warning("discarding %s: it was made from other inputs or parameters", temp)
+        shutil.rmtree(temp)
+    root = zarr.open_group(temp, mode="w", zarr_format=options.zarr_format)
+    root.attrs[PROVENANCE_KEY] = provenance
+    _create_rows(root, sources)
+    return set()
+
+
+def _stored_provenance(temp: Path) -> dict | None:
+    try:
+        return dict(zarr.open_group(temp, mode="r").attrs)[PROVENANCE_KEY]
+    except _INCOMPLETE:
+        return None
+
+
+def _drop_unfinished_plate_writes(temp: Path) -> None:
+    """Remove what a kill during the final plate-level writes can leave.
+
+    zarr writes each object under a ``*.partial`` name first; wells that were
+    not finished are rewritten whole by their worker.
+    """
+    for stray in [*temp.glob("*.partial"), *temp.glob("*/*.partial")]:
+        stray.unlink()
+    shutil.rmtree(temp / ILLUM_GROUP, ignore_errors=True)
+
+
+def _create_rows(root: zarr.Group, sources: PlateSources) -> None:
+    for row in sorted({split_well(well)[0] for well in sources.wells}):
+        root.require_group(row)
+
+
+def _well_statuses(temp: Path, well: str, required: bool = True) -> list[dict] | None:
+    """The per-field status a finished well carries; None (or an error) if unfinished."""
+    row, column = split_well(well)
+    try:
+        return list(zarr.open_group(temp / row / column, mode="r").attrs[STATUS_KEY]["fields"])
+    except _INCOMPLETE:
+        if required:
+            raise RuntimeError(f"well {well} of {temp} has no conversion status after writing") from None
+        return None
+
+
+def write_well(job: WellJob) -> None:
+    """Write one well from scratch; its status attribute goes last and marks it complete."""
+    row, column = split_well(job.fields[0].well)
+    shutil.rmtree(job.root / row / column, ignore_errors=True)
+    well = zarr.open_group(job.root, mode="r+")[row].create_group(column)
+    nodes = dict(well.create_hierarchy(_well_layout(job)))
+    illum = _worker_illumination(job.illum_paths, job.channels, job.shape)
+    statuses = [_write_field(nodes, field, job, illum) for field in job.fields]
+    write_well_metadata(well, [{"path": str(field.index)} for field in job.fields], fmt=ngff_format(job.options))
+    well.attrs[STATUS_KEY] = {"fields": statuses}
+
+
+def _well_layout(job: WellJob) -> dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata]:
+    """Every field group and level array of a well, to create in one call.
+
+    Each zarr call hands work between threads; one call per well instead of
+    four per field keeps metadata from rivalling the pixels on a busy host.
+    """
+    shapes = level_shapes((len(job.channels), *job.shape), job.options.pyramid_levels)
+    layout: dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata] = {}
+    for field in job.fields:
+        layout[str(field.index)] = GroupMetadata(zarr_format=job.options.zarr_format)
+        for level, shape in enumerate(shapes):
+            layout[f"{field.index}/{level}"] = level_metadata(level, shape, job.options)
+    return layout
+
+
+@lru_cache(maxsize=1)
+def _worker_illumination(
+    paths: tuple[tuple[str, Path], ...] | None, channels: tuple[str, ...], shape: tuple[int, int]
+) -> np.ndarray | None:
+    """Illumination to apply, loaded once per worker process."""
+    return None if paths is None else load_illumination(dict(paths), channels, shape)
+
+
+def _write_field(nodes: dict, field: FieldSource, job: WellJob, illum: np.ndarray | None) -> dict:
+    read = read_field(field, job.channels, job.shape)
+    if read.pixels is None:
+        pixels = np.zeros((len(job.channels), *job.shape), dtype=np.uint16)
+    else:
+        pixels = read.pixels if illum is None else apply_illumination(read.pixels, illum)
+    levels = pyramid(pixels, job.options.pyramid_levels)
+    for index, level in enumerate(levels):
+        array = nodes[f"{field.index}/{index}"]
+        if job.options.shard_per_field:
+            array[...] = level  # zarr owns the shard index
+        else:
+            write_chunks(array, level, blosc(job.options.compression_level, "bitshuffle"))
+    write_multiscales_metadata(
+        nodes[str(field.index)],
+        datasets=_datasets(len(levels), job.pixel_size_um),
+        fmt=ngff_format(job.options),
+        axes=list(AXES),
+        axes_units={"y": "micrometer", "x": "micrometer"} if job.pixel_size_um else None,
+        metadata={"omero": _omero(job.channels, levels[-1])},
+    )
+    return {"field": field.index, "site": field.site, "reason": read.reason, "detail": read.detail}
+
+
+def _datasets(levels: int, pixel_size_um: float | None) -> list[dict]:
+    """Level paths and scales: physical micrometres when known, else pixels."""
+    size = pixel_size_um or 1.0
+    datasets = []
+    for level in range(levels):
+        scale = round(size * 2**level, 9)  # no float noise like 2.3920000000000003 in the metadata
+        datasets.append(
+            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1.0, scale, scale]}]}
+        )
+    return datasets
+
+
+def _omero(channels: Sequence[str], smallest: np.ndarray) -> dict:
+    """Channel labels, colours and display windows (0.1-99.9 percentiles of the smallest level)."""
+    entries = []
+    for channel, plane in zip(channels, smallest):
+        low, high = (int(v) for v in np.percentile(plane, WINDOW_PERCENTILES))
+        entries.append(
+            {
+                "label": channel,
+                "color": CHANNEL_COLORS.get(channel, "FFFFFF"),
+                "active": True,
+                "coefficient": 1.0,
+                "family": "linear",
+                "inverted": False,
+                "window": {"min": 0, "max": UINT16_MAX, "start": low, "end": max(high, low + 1)},
+            }
+        )
+    return {"channels": entries, "rdefs": {"model": "color"}}
+
+
+def _checked_summary(sources: PlateSources, statuses: dict[str, list[dict]], temp: Path) -> dict:
+    """Log every failed field; a plate where all fail is an error naming the plate."""
+    for well, fields in statuses.items():
+        for status in fields:
+            if status["reason"]:
+                LOG.warning(
+                    "plate %s well %s site %s: %s (%s)",
+                    sources.plate,
+                    well,
+                    status["site"],
+                    status["reason"],
+                    status["detail"],
+                )
+    summary = field_summary(status["reason"] for fields in statuses.values() for status in fields)
+    if summary["failed"] == summary["total"]:
+        shutil.rmtree(temp)
+        raise ValueError(
+            f"plate {sources.plate}: every one of its {summary['total']} fields failed: {summary['failed_by_reason']}"
+        )
+    return summary
+
+
+def _finish_plate(
+    temp: Path, sources: PlateSources, summary: dict, illum: np.ndarray | None, options: ConversionOptions
+) -> None:
+    """The plate-level writes: illumination arrays, HCS metadata, field counts."""
+    root = zarr.open_group(temp, mode="r+")
+    if illum is not None:
+        _write_illumination(root, sources, illum, options)
+    wells = [split_well(well) for well in sources.wells]
+    rows = sorted({row for row, _ in wells}, key=ROWS.index)
+    columns = sorted({column for _, column in wells}, key=int)
+    write_plate_metadata(
+        root,
+        rows=rows,
+        columns=columns,
+        wells=[f"{row}/{column}" for row, column in wells],
+        fmt=ngff_format(options),
+        field_count=max(len(fields) for fields in sources.wells.values()),
+        name=sources.plate,
+    )
+    root.attrs[SUMMARY_KEY] = summary
+
+
+def _write_illumination(root: zarr.Group, sources: PlateSources, illum: np.ndarray, options: ConversionOptions) -> None:
+    """The gallery's functions as ``illum/{channel}`` (y, x) float32 arrays beside the wells."""
+    group = root.create_group(ILLUM_GROUP)
+    group.attrs["files"] = dict(sources.illum_urls or {})
+    group.attrs["applied"] = options.apply_illumination
+    for channel, plane in zip(sources.channels, illum):
+        array = create_array(
+            group, channel, plane.shape, plane.shape, options, dtype="float32", dimension_names=("y", "x")
+        )
+        array[...] = plane
+
+
+def _publish(temp: Path, output: Path) -> None:
+    """The rename that makes the plate exist; an older plate at ``output`` is replaced."""
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(temp, output)
