@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from workflow_scripts.embed.pipeline import EmbedError, RunOptions, embed_plate
-from workflow_scripts.embed.plate_zarr import PlateFormatError
 from workflow_scripts.embed.preprocess import Recipe
 from workflow_scripts.embed.synthetic import sparse_nuclei_field, write_plate
+from workflow_scripts.omezarr.reader import PlateFormatError
 
 PLATE_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
 OPTIONS = RunOptions(batch_size=5, workers=2, device="cpu")
@@ -110,6 +110,12 @@ def test_field_smaller_than_a_crop_is_named(tmp_path):
         embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
 
 
+def test_field_with_fewer_channels_than_labels_is_named(tmp_path, small_wells):
+    path = write_plate(tmp_path / "short.ome.zarr", {"A01": [small_wells["C03"][0][:4]]}, PLATE_CHANNELS, levels=1)
+    with pytest.raises(EmbedError, match=r"well A01 field 0: shape \(4, 448, 448\), expected \(c, y, x\) with c = 5"):
+        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+
+
 def test_pixels_other_than_uint16_are_refused(tmp_path, small_wells):
     as_float = {"E05": [small_wells["C03"][0].astype(np.float32)]}
     path = write_plate(tmp_path / "float.ome.zarr", as_float, PLATE_CHANNELS, levels=1)
@@ -121,10 +127,10 @@ def test_damaged_chunk_is_named(tmp_path, small_wells):
     path = write_plate(tmp_path / "damaged.ome.zarr", {"A01": small_wells["A01"]}, PLATE_CHANNELS, levels=1)
     chunk = next(p for p in (path / "A" / "1" / "1" / "s0").rglob("*") if p.is_file() and p.name != "zarr.json")
     chunk.write_bytes(chunk.read_bytes()[:50])
-    with pytest.raises(PlateFormatError, match="field A/1/1 cannot be read"):
+    with pytest.raises(PlateFormatError, match=r"damaged.ome.zarr: well A01 field 1 cannot be read"):
         embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
 
 
 def test_a_folder_that_is_no_plate_is_refused(tmp_path):
-    with pytest.raises(PlateFormatError, match="plate"):
+    with pytest.raises(PlateFormatError, match=f"{tmp_path}: not a zarr group"):
         embed_plate(str(tmp_path), pooled_linear(), Recipe(), OPTIONS)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,9 @@ import torch
 from torch import nn
 
 from workflow_scripts.embed.device import DeviceClock, select_device, select_precision
-from workflow_scripts.embed.plate_zarr import FieldRef, PlateZarr, open_plate, plate_well_paths, read_field, well_fields
 from workflow_scripts.embed.preprocess import PreparedFields, Recipe, prepare_fields
 from workflow_scripts.embed.tables import FieldRecord, field_table, well_table
+from workflow_scripts.omezarr.reader import FieldInfo, OmeZarrPlate, open_plate
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +95,33 @@ class LoadedField:
     kernel supports; ``widen_uint16`` restores their values on the device.
     """
 
-    ref: FieldRef
+    info: FieldInfo
     pixels: torch.Tensor
     read_seconds: float
 
 
-def load_field(plate: PlateZarr, channels: tuple[str, ...], pin: bool, ref: FieldRef) -> LoadedField:
-    """Read one field on a worker thread and put its channels in model order.
+def load_field(
+    plate: OmeZarrPlate, labels: tuple[str, ...], channels: tuple[str, ...], pin: bool, info: FieldInfo
+) -> LoadedField:
+    """Read one field on a worker thread and put its channels (``labels``) in model order (``channels``).
 
     Pinned memory (on GPU nodes) lets the later copy to the device run
     asynchronously.
     """
     began = time.perf_counter()
-    image = read_field(plate, ref)
-    where = f"{plate.path} well {ref.well} field {ref.field}"
-    if image.pixels.dtype != np.uint16:
-        raise EmbedError(f"{where}: pixels are {image.pixels.dtype}, expected uint16")
-    order = channel_indices(image.labels, channels, where)
-    pixels = image.pixels if order == list(range(len(image.labels))) else image.pixels[order]
+    pixels = plate.read_field(info.well, info.field)
+    where = f"{plate.path} well {info.well} field {info.field}"
+    if pixels.dtype != np.uint16:
+        raise EmbedError(f"{where}: pixels are {pixels.dtype}, expected uint16")
+    if pixels.ndim != 3 or pixels.shape[0] != len(labels):
+        raise EmbedError(f"{where}: shape {pixels.shape}, expected (c, y, x) with c = {len(labels)} channel labels")
+    order = channel_indices(labels, channels, where)
+    if order != list(range(len(labels))):
+        pixels = pixels[order]
     tensor = torch.from_numpy(np.ascontiguousarray(pixels).view(np.int16))
     if pin:
         tensor = tensor.pin_memory()
-    return LoadedField(ref, tensor, time.perf_counter() - began)
+    return LoadedField(info, tensor, time.perf_counter() - began)
 
 
 def widen_uint16(raw: torch.Tensor) -> torch.Tensor:
@@ -123,21 +129,21 @@ def widen_uint16(raw: torch.Tensor) -> torch.Tensor:
     return raw.to(torch.int32).bitwise_and_(0xFFFF)
 
 
-def list_fields(plate: PlateZarr, workers: int) -> list[FieldRef]:
+def list_fields(plate: OmeZarrPlate, workers: int) -> list[FieldInfo]:
     """Every field of the plate, wells in plate-metadata order; well metadata read in parallel."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        per_well = list(pool.map(partial(well_fields, plate), plate_well_paths(plate)))
-    refs = [ref for refs in per_well for ref in refs]
-    if not refs:
+        per_well = list(pool.map(plate.fields, plate.wells))
+    infos = [info for well_infos in per_well for info in well_infos]
+    if not infos:
         raise EmbedError(f"{plate.path}: the plate lists no fields")
-    return refs
+    return infos
 
 
 def channel_indices(labels: tuple[str, ...], channels: tuple[str, ...], where: str) -> list[int]:
-    """Positions of the model's channels among a field's labels; a missing channel is an error."""
+    """Positions of the model's channels among the plate's labels; a missing channel is an error."""
     missing = [name for name in channels if name not in labels]
     if missing:
-        raise EmbedError(f"{where}: channel(s) {missing} not among the field's labels {list(labels)}")
+        raise EmbedError(f"{where}: channel(s) {missing} not among the plate's channel labels {list(labels)}")
     return [labels.index(name) for name in channels]
 
 
@@ -208,12 +214,14 @@ def _timed(fields: Iterator[LoadedField], times: StageTimes) -> Iterator[LoadedF
         yield loaded
 
 
-def _prepare_group(group: list[LoadedField], plate: PlateZarr, recipe: Recipe, device: torch.device) -> PreparedFields:
+def _prepare_group(
+    group: list[LoadedField], plate: OmeZarrPlate, recipe: Recipe, device: torch.device
+) -> PreparedFields:
     """Move a group of equally sized fields to the device and run the recipe on them."""
     for loaded in group:
         if min(loaded.pixels.shape[1:]) < recipe.crop_size:
             raise EmbedError(
-                f"{plate.path} well {loaded.ref.well} field {loaded.ref.field}: "
+                f"{plate.path} well {loaded.info.well} field {loaded.info.field}: "
                 f"{tuple(loaded.pixels.shape[1:])} pixels is smaller than one {recipe.crop_size}-pixel crop"
             )
     raw = torch.stack([loaded.pixels.to(device, non_blocking=True) for loaded in group])
@@ -224,8 +232,8 @@ def _records(group: list[LoadedField], prepared: PreparedFields, channels: tuple
     n_kept, otsu, constant = prepared.n_kept.tolist(), prepared.otsu.tolist(), prepared.constant_channels.tolist()
     return [
         FieldRecord(
-            well=loaded.ref.well,
-            field=loaded.ref.field,
+            well=loaded.info.well,
+            field=loaded.info.field,
             n_crops=prepared.n_crops,
             n_kept=n_kept[i],
             otsu=otsu[i],
@@ -252,9 +260,9 @@ def embed_plate(
     plate = open_plate(plate_zarr)
     device = select_device(options.device)
     dtype = select_precision(options.precision, device)
-    refs = list_fields(plate, options.workers)
-    kept = [ref for ref in refs if (ref.well, ref.field) not in exclude]
-    excluded = Counter(ref.well for ref in refs if (ref.well, ref.field) in exclude)
+    infos = list_fields(plate, options.workers)
+    kept = [info for info in infos if (info.well, info.field) not in exclude]
+    excluded = Counter(info.well for info in infos if (info.well, info.field) in exclude)
     model = model.to(device).eval()
     clock = DeviceClock(device)
     batcher = CropBatcher(model, options.batch_size, dtype, clock)
@@ -262,7 +270,7 @@ def embed_plate(
     records: list[FieldRecord] = []
     group_size = max(1, options.batch_size // FIELDS_PER_STEP_DIVISOR)
     depth = max(2 * options.workers, 2 * group_size)
-    read = partial(load_field, plate, recipe.channels, device.type == "cuda")
+    read = partial(load_field, plate, tuple(plate.channels), recipe.channels, device.type == "cuda")
     loader = prefetch(read, kept, options.workers, depth)
     with torch.inference_mode():
         for group in same_shape_groups(_timed(loader, times), group_size):
@@ -275,10 +283,10 @@ def embed_plate(
     _log_unusable(plate.path, records)
     if len(owners) == 0:
         raise EmbedError(
-            f"{plate.path}: no field could be embedded ({len(refs)} fields, {sum(excluded.values())} excluded)"
+            f"{plate.path}: no field could be embedded ({len(infos)} fields, {sum(excluded.values())} excluded)"
         )
     wells = well_table(records, embeddings, owners, recipe.aggregation, excluded)
-    missing = sorted({ref.well for ref in refs} - set(wells["Metadata_Well"]))
+    missing = sorted({info.well for info in infos} - set(wells["Metadata_Well"]))
     if missing:
         log.warning("%s: no embedded field in well(s) %s; they have no row", plate.path, ", ".join(missing))
     fields = field_table(records, embeddings, owners)
@@ -296,7 +304,7 @@ def embed_plate(
     )
 
 
-def _log_unusable(plate_path: str, records: list[FieldRecord]) -> None:
+def _log_unusable(plate_path: Path, records: list[FieldRecord]) -> None:
     for record in records:
         if not record.usable:
             log.warning(

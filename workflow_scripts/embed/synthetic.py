@@ -9,7 +9,6 @@ generated and the rest derived by flips and shifts, which keeps making a
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,8 @@ import zarr
 from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
 from scipy.ndimage import gaussian_filter
+
+from workflow_scripts.omezarr.wells import ROWS, split_well, well_sort_key
 
 FORMATS = {"0.4": FormatV04, "0.5": FormatV05}
 NUCLEUS_SIGMA = 6.0
@@ -77,11 +78,6 @@ def derived_fields(base: Sequence[np.ndarray], count: int, rng: np.random.Genera
         yield field
 
 
-def well_path(well: str) -> tuple[str, str]:
-    """``A01`` → (``A``, ``1``), the NGFF row and column names."""
-    return well[0], str(int(well[1:]))
-
-
 def write_plate(
     path: str | Path,
     wells: Mapping[str, Sequence[np.ndarray]],
@@ -100,15 +96,15 @@ def write_plate(
     """
     fmt = FORMATS[ngff_version]()
     root = zarr.open_group(str(path), mode="w", zarr_format=3 if ngff_version == "0.5" else 2)
-    paths = sorted({well_path(w) for w in wells}, key=lambda rc: (rc[0], int(rc[1])))
-    rows = sorted({r for r, _ in paths}, key=string.ascii_uppercase.index)
+    paths = [split_well(well) for well in sorted(wells, key=well_sort_key)]
+    rows = sorted({r for r, _ in paths}, key=ROWS.index)
     columns = sorted({c for _, c in paths}, key=int)
     write_plate_metadata(root, rows, columns, [f"{r}/{c}" for r, c in paths], fmt=fmt)
     window = {"min": 0, "max": 65535, "start": 0, "end": 65535}
     omero = {"channels": [{"label": label, "color": "FFFFFF", "window": window} for label in labels]}
     jobs = []
     for well, fields in wells.items():
-        row, column = well_path(well)
+        row, column = split_well(well)
         well_group = root.require_group(row).require_group(column)
         write_well_metadata(well_group, [{"path": str(i)} for i in range(len(fields))], fmt=fmt)
         jobs += [(pixels, well_group.require_group(str(index))) for index, pixels in enumerate(fields)]

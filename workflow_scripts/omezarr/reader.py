@@ -2,7 +2,9 @@
 
 Later stages (QC, embeddings) go through this module only, so they work
 the same on NGFF 0.5 (zarr v3, metadata under ``ome``) and 0.4 (zarr v2,
-metadata at the top level) and never depend on the layout directly.
+metadata at the top level) and never depend on the layout directly. Plates
+from other NGFF writers (``ome_zarr.writer``, as the embedding tests and
+benchmark write them) are read too: they lack only the conversion status.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ from workflow_scripts.omezarr.layout import ILLUM_GROUP, PROVENANCE_KEY, STATUS_
 from workflow_scripts.omezarr.wells import join_well, split_well
 
 
+class PlateFormatError(ValueError):
+    """A plate that cannot be read as an NGFF HCS plate; the message names the plate (and field).
+
+    A ``ValueError``, so callers that treat bad input as such need no change;
+    its own type lets a stage tell an unreadable plate from its own checks.
+    """
+
+
 @dataclass(frozen=True)
 class FieldInfo:
-    """One field of a well: its index (the NGFF path), site and conversion status."""
+    """One field of a well: its index (the NGFF path), site and conversion status.
+
+    ``site`` is None on plates without conversion status, which do not record it.
+    """
 
     well: str
     field: int
-    site: str
+    site: str | None
     reason: str
     detail: str
 
@@ -53,17 +66,17 @@ def ngff_attributes(group: zarr.Group) -> dict:
 
 
 class OmeZarrPlate:
-    """An opened HCS plate written by ``workflow_scripts.omezarr.writer``."""
+    """An opened HCS plate, as ``workflow_scripts.omezarr.writer`` or ``ome_zarr.writer`` write them."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             self.root = zarr.open_group(self.path, mode="r")
         except (OSError, ValueError) as error:
-            raise ValueError(f"{self.path}: not a zarr group ({error})") from None
+            raise PlateFormatError(f"{self.path}: not a zarr group ({error})") from None
         self._plate = ngff_attributes(self.root).get("plate")
         if self._plate is None:
-            raise ValueError(f"{self.path}: no NGFF plate metadata")
+            raise PlateFormatError(f"{self.path}: no NGFF plate metadata")
 
     @property
     def name(self) -> str:
@@ -88,23 +101,35 @@ class OmeZarrPlate:
         return [join_well(*well["path"].split("/")) for well in self._plate["wells"]]
 
     def fields(self, well: str) -> list[FieldInfo]:
-        """The well's fields in order, with the conversion status of each."""
+        """The well's fields in order, with the conversion status of each.
+
+        A well without conversion status (a plate from another NGFF writer)
+        has the fields its NGFF well metadata lists, with no site and no
+        failure recorded.
+        """
         group = self._group(well)
-        try:
-            statuses = dict(group.attrs)[STATUS_KEY]["fields"]
-        except KeyError:
-            raise ValueError(f"{self.path}: well {well} has no conversion status") from None
-        return [FieldInfo(well, s["field"], s["site"], s["reason"], s["detail"]) for s in statuses]
+        attrs = dict(group.attrs)
+        if STATUS_KEY in attrs:
+            statuses = attrs[STATUS_KEY]["fields"]
+            return [FieldInfo(well, s["field"], s["site"], s["reason"], s["detail"]) for s in statuses]
+        images = ngff_attributes(group)["well"]["images"]
+        return [FieldInfo(well, int(image["path"]), None, "", "") for image in images]
 
     def iter_fields(self) -> Iterator[FieldInfo]:
         for well in self.wells:
             yield from self.fields(well)
 
     def read_field(self, well: str, field: int, level: int = 0) -> np.ndarray:
-        """A field's (c, y, x) uint16 pixels at pyramid ``level`` (0 = full resolution)."""
+        """A field's (c, y, x) pixels at pyramid ``level`` (0 = full resolution); uint16 in converted plates.
+
+        Damaged chunks raise ``PlateFormatError`` naming the plate and field.
+        """
         image = self._group(well)[str(field)]
         datasets = ngff_attributes(image)["multiscales"][0]["datasets"]
-        return np.asarray(image[datasets[level]["path"]][...])
+        try:
+            return np.asarray(image[datasets[level]["path"]][...])
+        except Exception as error:  # codecs and stores raise many types for damaged chunks
+            raise PlateFormatError(f"{self.path}: well {well} field {field} cannot be read: {error}") from error
 
     @cached_property
     def _first_image(self) -> zarr.Group:
