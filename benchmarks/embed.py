@@ -29,7 +29,7 @@ from workflow_scripts.embed.pipeline import PlateEmbeddings, RunOptions, embed_p
 from workflow_scripts.embed.preprocess import Recipe
 from workflow_scripts.embed.synthetic import derived_fields, synthetic_field, write_plate
 from workflow_scripts.embed.vit import build_vit
-from workflow_scripts.omezarr.wells import ROWS
+from workflow_scripts.wells import ROWS
 
 PLATE_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
 

@@ -9,15 +9,14 @@ every ``Metadata_*`` column as text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from workflow_scripts.plates import read_metadata_csv
+from workflow_scripts.wells import normalize_well
 
-WELL_PATTERN = re.compile(r"^([A-Za-z]{1,2})0*(\d{1,2})$")
 REQUIRED_METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
 
@@ -34,14 +33,6 @@ def read_load_data_file(path: str | Path) -> pd.DataFrame:
         table[metadata] = table[metadata].astype("string")
         return table
     return read_metadata_csv(path)
-
-
-def normalize_well(well: str) -> str | None:
-    """``A1`` / ``a01`` / ``A01`` → ``A01``; ``None`` when it is no well name."""
-    match = WELL_PATTERN.match(str(well).strip())
-    if not match or int(match.group(2)) == 0:
-        return None
-    return f"{match.group(1).upper()}{int(match.group(2)):02d}"
 
 
 def _url_column(table: pd.DataFrame, image: str, name: str, required: bool) -> pd.Series | None:

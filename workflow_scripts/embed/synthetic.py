@@ -19,7 +19,7 @@ from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
 from scipy.ndimage import gaussian_filter
 
-from workflow_scripts.omezarr.wells import ROWS, split_well, well_sort_key
+from workflow_scripts.wells import ROWS, split_well, well_sort_key
 
 FORMATS = {"0.4": FormatV04, "0.5": FormatV05}
 NUCLEUS_SIGMA = 6.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts.omezarr.wells import join_well, split_well, well_sort_key
+from workflow_scripts.wells import join_well, split_well, well_sort_key
 from workflow_scripts.paths import cache_path
 from workflow_scripts.s3 import parse_s3_url
 

@@ -19,7 +19,7 @@ import pandas as pd
 import zarr
 
 from workflow_scripts.omezarr.layout import ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY
-from workflow_scripts.omezarr.wells import join_well, split_well
+from workflow_scripts.wells import join_well, split_well
 
 
 class PlateFormatError(ValueError):

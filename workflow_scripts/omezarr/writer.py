@@ -43,7 +43,7 @@ from workflow_scripts.omezarr.parallel import WorkerPool
 from workflow_scripts.omezarr.provenance import field_summary, plate_provenance
 from workflow_scripts.omezarr.pyramid import level_shapes, pyramid
 from workflow_scripts.omezarr.tiffs import probe_field_shape, read_field
-from workflow_scripts.omezarr.wells import ROWS, split_well
+from workflow_scripts.wells import ROWS, split_well
 
 LOG = logging.getLogger(__name__)
 

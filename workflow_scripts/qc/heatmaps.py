@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.atomic import atomic_path  # noqa: E402
-from workflow_scripts.omezarr.wells import ROWS, split_well  # noqa: E402
+from workflow_scripts.wells import ROWS, split_well  # noqa: E402
 
 PLATE_96 = (8, 12)
 PLATE_384 = (16, 24)

@@ -1,7 +1,7 @@
-"""Well names: LoadData writes ``A01``, the NGFF plate stores ``A/1``.
+"""Well names of a 384-well plate, in one place for every stage.
 
-Both the writer and the reader convert between the two, so the rule lives
-here once.
+Tables use ``A01``; gallery sources also write ``A1`` or ``a01``; the NGFF
+plate stores ``A/1``. Every conversion between these lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,15 @@ import re
 ROWS = "ABCDEFGHIJKLMNOP"
 MAX_COLUMN = 24
 _WELL = re.compile(r"^([A-Pa-p])(\d{1,2})$")
+_LOOSE_WELL = re.compile(r"^([A-Pa-p])0*(\d{1,2})$")
+
+
+def normalize_well(well: object) -> str | None:
+    """``A1`` / ``a01`` / ``A01`` → ``A01``; ``None`` when it is no 384-well position."""
+    match = _LOOSE_WELL.match(str(well).strip())
+    if match is None or not 1 <= int(match.group(2)) <= MAX_COLUMN:
+        return None
+    return f"{match.group(1).upper()}{int(match.group(2)):02d}"
 
 
 def split_well(well: str) -> tuple[str, str]:
