@@ -30,6 +30,8 @@ BUCKET = "cellpainting-gallery"
 PHENIX_CHANNELS = {"Mito": 1, "AGP": 2, "RNA": 3, "ER": 4, "DNA": 5}
 CV8000_CHANNELS = {"DNA": 1, "ER": 2, "RNA": 3, "AGP": 4, "Mito": 5}
 COMPLETE = ".complete"
+# Bumped whenever what the builder writes changes, so older galleries are rebuilt.
+FORMAT_VERSION = 2
 
 
 def _row_col(well: str) -> tuple[int, int]:
@@ -191,7 +193,7 @@ def build_gallery(layout: DemoLayout, root: Path, workers: int = 2) -> Path:
     """
     root = Path(root)
     gallery = root / "gallery"
-    fingerprint = hashlib.sha256(repr(layout).encode()).hexdigest()
+    fingerprint = hashlib.sha256(f"{FORMAT_VERSION}:{layout!r}".encode()).hexdigest()
     marker = root / COMPLETE
     if marker.exists() and marker.read_text().strip() == fingerprint:
         return gallery
