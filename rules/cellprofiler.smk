@@ -10,11 +10,11 @@ rule cellprofiler:
         f"{BENCHMARKS}/cellprofiler/{PLATE_ID}.tsv"
     params:
         args=cellprofiler_args,
-    threads: 2
+    threads: config["cellprofiler"]["workers"]
     resources:
         mem_mb=8000,
         runtime=240,
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.cellprofiler --out {output:q} {params.args} 2> {log:q}"
+        "python -m workflow_scripts.cellprofiler --out {output:q} --workers {threads} {params.args} 2> {log:q}"

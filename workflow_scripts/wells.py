@@ -22,6 +22,14 @@ def normalize_well(well: object) -> str | None:
     return f"{match.group(1).upper()}{int(match.group(2)):02d}"
 
 
+def well_name(value: object, where: str) -> str:
+    """Like :func:`normalize_well`, but a bad name is an error naming ``where`` it came from."""
+    normalized = normalize_well(value)
+    if normalized is None:
+        raise ValueError(f"{where}: {value!r} is not a well of a 384-well plate")
+    return normalized
+
+
 def split_well(well: str) -> tuple[str, str]:
     """``'A01'`` -> ``('A', '1')``: NGFF row and column names, columns unpadded."""
     match = _WELL.match(well)
