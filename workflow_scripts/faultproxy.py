@@ -26,13 +26,14 @@ import logging
 import random
 import socket
 import struct
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from workflow_scripts.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         kind = int if field.name == "seed" else float
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
     proxy = FaultProxy(args.upstream, faults, port=args.port)
     print(proxy.endpoint_url, flush=True)

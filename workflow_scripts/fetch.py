@@ -19,7 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.atomic import write_parquet_atomic, write_text_atomic
-from workflow_scripts.fetch_objects import FetchError, ObjectRecord, RetryPolicy, download_objects, head_objects
+from workflow_scripts.fetch_objects import (
+    FetchError,
+    ObjectRecord,
+    RetryPolicy,
+    download_objects,
+    head_objects,
+)
 from workflow_scripts.gallery import PlateRef
 from workflow_scripts.load_data import (
     LoadDataError,
@@ -28,6 +34,7 @@ from workflow_scripts.load_data import (
     read_load_data_file,
     restrict_sample,
 )
+from workflow_scripts.logs import configure_logging
 from workflow_scripts.s3 import S3Location, make_client, parse_s3_url
 
 log = logging.getLogger("workflow_scripts.fetch")
@@ -205,7 +212,7 @@ def _settings(args: argparse.Namespace) -> FetchSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = _parser().parse_args(argv)
     if args.command == "summary":
         print(summarize_plans(args.plans, args.out).to_string(index=False))

@@ -29,6 +29,7 @@ from workflow_scripts.cellprofiler.sources import (
 )
 from workflow_scripts.cellprofiler.sqlite_backend import aggregate_sqlite
 from workflow_scripts.cellprofiler.well_tables import read_well_table
+from workflow_scripts.logs import configure_logging
 from workflow_scripts.s3 import make_client
 
 log = logging.getLogger("workflow_scripts.cellprofiler")
@@ -74,7 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Fetch, aggregate and write one plate; any bad input raises, naming it."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     started = time.monotonic()
     client = make_client(args.endpoint_url, args.anonymous)
     fetched = fetch_source(client, args.bucket, args.prefix, args.batch, args.plate, args.cache_dir, args.sources)

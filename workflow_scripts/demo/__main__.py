@@ -20,6 +20,7 @@ import yaml
 
 from workflow_scripts.demo.build import BUCKET, build_gallery
 from workflow_scripts.demo.layout import default_layout
+from workflow_scripts.logs import configure_logging
 from workflow_scripts.s3server import S3Server, upload_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser = argparse.ArgumentParser(prog="python -m workflow_scripts.demo", description=__doc__)
     parser.add_argument("command", choices=["run", "serve"])
     parser.add_argument("--root", type=Path, default=REPO / "demo_data", help="where the gallery is written")

@@ -20,7 +20,12 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from workflow_scripts.demo.layout import CV8000_PIXEL_SIZE_M, PHENIX_PIXEL_SIZE_M, DemoLayout, DemoPlate
+from workflow_scripts.demo.layout import (
+    CV8000_PIXEL_SIZE_M,
+    PHENIX_PIXEL_SIZE_M,
+    DemoLayout,
+    DemoPlate,
+)
 from workflow_scripts.demo.single_cells import write_backend
 from workflow_scripts.demo.synth import illumination_function, render_site
 

@@ -40,8 +40,9 @@ from workflow_scripts.cellprofiler.layout import (
     insert_images,
     insert_objects,
 )
+from workflow_scripts.channels import CELL_PAINTING_CHANNELS
 
-CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
+CHANNELS = CELL_PAINTING_CHANNELS
 CYTOPLASM_STAINS = ("AGP", "RNA", "ER", "Mito")
 UINT16_MAX = 65535.0
 #: Smallest nucleus kept, px (a real one is ~850 px at the demo's resolution).

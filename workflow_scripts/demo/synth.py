@@ -28,9 +28,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy import ndimage as ndi
 
+from workflow_scripts.channels import CELL_PAINTING_CHANNELS
 from workflow_scripts.demo.synth_cells import CellShape, draw_layout, paint_cells
 
-CHANNELS: tuple[str, ...] = ("DNA", "AGP", "RNA", "ER", "Mito")
+CHANNELS = CELL_PAINTING_CHANNELS
 Maps = Mapping[str, np.ndarray]
 Amplitudes = Mapping[str, np.float32]
 

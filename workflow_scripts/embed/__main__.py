@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
 from workflow_scripts.embed.model import prepare_model
-from workflow_scripts.embed.outputs import add_sites, package_versions, stamp_plate, write_table
+from workflow_scripts.embed.outputs import (
+    add_sites,
+    package_versions,
+    stamp_plate,
+    write_table,
+)
 from workflow_scripts.embed.pipeline import PlateEmbeddings, RunOptions, embed_plate
-from workflow_scripts.embed.preprocess import AGGREGATIONS, DEFAULT_CHANNELS, NORMALIZATIONS, Recipe, default_statistics
+from workflow_scripts.embed.preprocess import (
+    AGGREGATIONS,
+    DEFAULT_CHANNELS,
+    NORMALIZATIONS,
+    Recipe,
+    default_statistics,
+)
 from workflow_scripts.embed.qc_fields import read_qc_fields
 from workflow_scripts.embed.vit import ARCHS
+from workflow_scripts.logs import configure_logging
 
 log = logging.getLogger("workflow_scripts.embed")
 
@@ -87,7 +98,7 @@ def provenance(args: argparse.Namespace, recipe: Recipe, model_info: dict, resul
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     recipe = recipe_from_args(args)
     qc = read_qc_fields(args.qc_fields, args.plate) if args.qc_fields else None
     model, info = prepare_model(

@@ -10,10 +10,12 @@ import argparse
 import logging
 import sys
 
+from workflow_scripts.channels import CELL_PAINTING_CHANNELS
+from workflow_scripts.logs import configure_logging
 from workflow_scripts.omezarr.options import NGFF_VERSIONS, ConversionOptions
 from workflow_scripts.omezarr.writer import convert_plate
 
-DEFAULT_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
+DEFAULT_CHANNELS = CELL_PAINTING_CHANNELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,9 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         options = ConversionOptions(
             ngff_version=args.ngff_version,

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from workflow_scripts.logs import configure_logging
 from workflow_scripts.qc.plate_qc import run_plate_qc
 from workflow_scripts.qc.thresholds import QcThresholds
 
@@ -40,9 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         thresholds = QcThresholds(
             focus_channel=args.focus_channel,
