@@ -48,11 +48,18 @@ def _dry_run(profile: str, root: Path, results: Path, endpoint: str, *extra: str
     return run_snakemake(results, root / "plates.csv", endpoint, "--dry-run", "--profile", str(REPO / "profiles" / profile), *extra)
 
 
+def _embed_resources(stdout: str) -> str:
+    """The resources line of the first embed job of a dry-run."""
+    job = stdout[stdout.index("rule embed:"):]
+    return next(line for line in job.splitlines() if line.strip().startswith("resources:"))
+
+
 def test_local_and_slurm_profiles_dry_run(demo_gallery, s3_server, tmp_path):
     layout, root = demo_gallery
     for profile in ("local", "slurm"):
         result = _dry_run(profile, root, tmp_path / profile, s3_server.endpoint_url)
-        assert "fetch" in result.stdout
+        assert "rule fetch:" in result.stdout
+        assert "gpu=1" in _embed_resources(result.stdout)
 
 
 def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatch):
@@ -66,7 +73,8 @@ def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatc
         "--storage-s3-endpoint-url", s3_server.endpoint_url,
         "--default-storage-prefix", "s3://results-bucket/run",
     )
-    assert "fetch" in result.stdout
+    assert "rule fetch:" in result.stdout
+    assert "_gpus=1" in _embed_resources(result.stdout)
 
 
 def test_profiles_request_gpus_and_timeouts():
