@@ -4,6 +4,7 @@
 import shlex
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # Jobs run the workflow_scripts package of this checkout, locally and on
@@ -14,6 +15,14 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}; ")
 from workflow_scripts.plates import read_plate_table
 
 validate(config, workflow.source_path("../config/config.schema.yaml"))
+
+if "dino" in config["features"] and not (
+    config["embedding"]["checkpoint"] or config["embedding"]["allow_random_weights"]
+):
+    raise WorkflowError(
+        "embedding.checkpoint is not set: give a DINO checkpoint (path or s3:// URI), "
+        "or set embedding.allow_random_weights: true, or leave 'dino' out of features"
+    )
 
 RESULTS = config["results_dir"]
 CACHE = config["cache_dir"] or f"{RESULTS}/cache"

@@ -36,6 +36,14 @@ def test_bad_config_fails_before_any_job_and_names_the_key(demo_gallery, s3_serv
     assert not (tmp_path / "plates").exists()
 
 
+def test_embeddings_without_checkpoint_fail_before_any_job(demo_gallery, s3_server, tmp_path):
+    layout, root = demo_gallery
+    config = {"embedding": {"allow_random_weights": False}}
+    result = run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, config=config, check=False)
+    assert result.returncode != 0 and "embedding.checkpoint is not set" in result.stderr
+    assert not (tmp_path / "plates").exists()
+
+
 def test_unknown_plate_in_selection_is_named(demo_gallery, s3_server, tmp_path):
     layout, root = demo_gallery
     result = run_snakemake(
