@@ -145,7 +145,7 @@ def test_s3_checkpoint_is_downloaded_once_and_hashed(tmp_path, trained, s3_serve
     mtime = target.stat().st_mtime_ns
     assert resolve_checkpoint(uri, cache, s3_server.endpoint_url) == target
     assert target.stat().st_mtime_ns == mtime, "a complete cached copy is reused"
-    assert not list(target.parent.glob(".*partial"))
+    assert not list(target.parent.glob(".*.part*"))
 
 
 def test_s3_checkpoint_without_cache_or_object_is_an_error(tmp_path, s3_server):

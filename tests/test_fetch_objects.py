@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,8 @@ MIB = 1024 * 1024
 FAST = RetryPolicy(max_attempts=40, base_delay=0.001, max_delay=0.01)
 MULTIPART = S3Location(BUCKET, "source_4/images/big multipart.tiff")
 WITH_CRC = S3Location(BUCKET, "source_4/images/uploaded-with-crc32.tiff")
+# Threshold of the managed-transfer path in tests: a few objects lie above it.
+LARGE = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +241,48 @@ def test_objects_replaced_on_s3_are_caught_by_the_plan(s3_server, tmp_path):
         download_objects(client, old_plan, tmp_path / "fresh")
     (record,) = download_objects(client, head_objects(client, [location]), tmp_path)
     assert record.path.read_bytes() == new
+
+
+def test_large_objects_go_through_the_managed_transfer(s3_server, objects, tmp_path):
+    """Multipart-uploaded and single-part objects above the threshold, fetched in ranged parts."""
+    large = [loc for loc, body in objects.items() if len(body) >= LARGE]
+    assert MULTIPART in large and len(large) >= 3
+    parts = sum(math.ceil(len(objects[loc]) / LARGE) for loc in large)
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        client = make_client(proxy.endpoint_url, anonymous=True)
+        records = download_objects(client, list(objects), tmp_path, concurrency=4, large_object_bytes=LARGE)
+        # Unplanned: every object is GET once (a large one's body closed unread), then the
+        # transfer HEADs each large object and GETs it in parts.
+        assert (proxy.counts["GET"], proxy.counts["HEAD"]) == (len(objects) + parts, len(large))
+        again = download_objects(client, list(objects), tmp_path, concurrency=4, large_object_bytes=LARGE)
+        assert proxy.counts["requests"] == len(objects) + parts + len(large)
+    assert_identical(records, objects, tmp_path)
+    assert again == records
+    assert list(tmp_path.rglob(".*.part*")) == []
+
+
+def test_large_objects_survive_faults_when_planned(s3_server, objects, tmp_path):
+    """Rates are low because one failed part makes the whole object be fetched again."""
+    faults = Faults(slowdown=0.01, internal_error=0.01, reset=0.01, truncate=0.01, seed=11)
+    with FaultProxy(s3_server.endpoint_url, faults) as proxy:
+        client = make_client(proxy.endpoint_url, anonymous=True)
+        plan = head_objects(client, list(objects), concurrency=4, retry=FAST)
+        records = download_objects(client, plan, tmp_path, concurrency=4, retry=FAST, large_object_bytes=LARGE)
+        assert all(proxy.counts[kind] > 0 for kind in ("slowdown", "internal_error", "reset", "truncate")), proxy.counts
+    assert_identical(records, objects, tmp_path)
+    assert list(tmp_path.rglob(".*.part*")) == []
+
+
+def test_large_single_part_object_is_checked_against_its_md5(s3_server, objects, tmp_path, caplog):
+    """A flipped byte in one ranged part is caught by the MD5 of the whole file and fetched again."""
+    location = next(loc for loc, body in objects.items() if len(body) >= LARGE and loc not in (MULTIPART, WITH_CRC))
+    caplog.set_level("INFO", logger="workflow_scripts.fetch_objects")
+    with FaultProxy(s3_server.endpoint_url, Faults(corrupt=0.15, seed=3)) as proxy:
+        client = make_client(proxy.endpoint_url, anonymous=True)
+        (record,) = download_objects(client, [location], tmp_path, retry=FAST, large_object_bytes=LARGE)
+        assert proxy.counts["corrupt"] > 0
+    assert any("does not match ETag" in message for message in caplog.messages), caplog.messages
+    assert_identical([record], {location: objects[location]}, tmp_path)
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped():

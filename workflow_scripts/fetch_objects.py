@@ -27,10 +27,25 @@ immutable on S3 once recorded, as gallery objects are; pass planned records
 from :func:`head_objects` to also catch objects replaced on S3. Files are
 not fsynced: the guarantee covers killed jobs (what schedulers do), not
 power cuts.
+
+Large objects (at or above :data:`LARGE_OBJECT_BYTES`, a single-cell
+backend can be tens of GB) go through boto3's managed transfer instead of
+one GET: a single stream from S3 runs at a fraction of the link, and a
+failure near the end of one would repeat the whole body. The managed
+transfer splits the object into ranged GETs fetched by its own threads and
+pinned to one version of the object (``IfMatch``). It writes the same
+partial file, which is then checked (size, and the MD5 of the file when the
+ETag is one), renamed and recorded like any other object, and a failed
+transfer is retried as a whole by the same :class:`RetryPolicy`; its own
+retries are turned off so that every retry is counted and logged here.
+The size is taken from the plan when the caller passes one; otherwise the
+GET reveals it, and that GET's body is closed unread. A transfer in flight
+is not interrupted when another object fails.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import json
@@ -47,6 +62,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import urllib3.exceptions
+from boto3.exceptions import RetriesExceededError
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import (
     ClientError,
     FlexibleChecksumError,
@@ -66,6 +83,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _CHUNK = 1024 * 1024
+# Objects this large or larger are fetched by the managed transfer, in parts of this size.
+LARGE_OBJECT_BYTES = 64 * 1024 * 1024
+# Threads (and pooled connections) the managed transfer uses for one object.
+_TRANSFER_CONCURRENCY = 8
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 # Server-side encryption under which the ETag is no longer the MD5 of the body.
 _ETAG_NOT_MD5_SSE = {"aws:kms", "aws:kms:dsse"}
@@ -178,12 +199,14 @@ def download_objects(
     concurrency: int = 32,
     retry: RetryPolicy = RetryPolicy(),
     allow_missing: bool = False,
+    large_object_bytes: int = LARGE_OBJECT_BYTES,
 ) -> list[ObjectRecord]:
     """Download the objects into ``cache_dir``; one record per location, in order.
 
     Locations may be planned records from :func:`head_objects`: their size
     and ETag are then checked too. Objects already complete (see the module
-    docstring) are not requested again. A missing object raises
+    docstring) are not requested again. Objects of ``large_object_bytes`` or
+    more are fetched by boto3's managed transfer. A missing object raises
     :class:`MissingObjectError`, or with ``allow_missing`` is logged and
     comes back with size -1 and no path. Any other failure, after the
     retries, raises :class:`FetchError` and stops the remaining downloads.
@@ -202,7 +225,7 @@ def download_objects(
 
     def fetch(planned: ObjectRecord) -> tuple[ObjectRecord, bool]:
         try:
-            return _download(client, planned, Path(cache_dir), retry, stop)
+            return _download(client, planned, Path(cache_dir), retry, large_object_bytes, stop)
         except MissingObjectError as error:
             return _missing(planned.location, error, allow_missing), False
 
@@ -271,6 +294,9 @@ def _with_retries(attempt_once: Callable[[], T], location: S3Location, retry: Re
 
 def _transient_reason(error: Exception) -> str | None:
     """Why a failed request is worth repeating, or None when it is not."""
+    if isinstance(error, RetriesExceededError) and isinstance(error.last_exception, Exception):
+        # The managed transfer's wrapper around the failure of one part.
+        return _transient_reason(error.last_exception)
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = error.response.get("Error", {}).get("Code", "")
@@ -314,7 +340,12 @@ def _head(client, location: S3Location) -> ObjectRecord:
 
 
 def _download(
-    client, planned: ObjectRecord, cache_dir: Path, retry: RetryPolicy, stop: threading.Event
+    client,
+    planned: ObjectRecord,
+    cache_dir: Path,
+    retry: RetryPolicy,
+    large_object_bytes: int,
+    stop: threading.Event,
 ) -> tuple[ObjectRecord, bool]:
     """The object's record, and whether it had to be downloaded."""
     path = cache_path(cache_dir, planned.bucket, planned.key)
@@ -323,7 +354,9 @@ def _download(
         return done, False
     path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path(path).unlink(missing_ok=True)
-    record = _with_retries(lambda: _get_verified(client, planned, path, stop), planned.location, retry, stop)
+    record = _with_retries(
+        lambda: _fetch_verified(client, planned, path, large_object_bytes, stop), planned.location, retry, stop
+    )
     _write_sidecar(path, record)
     return record, True
 
@@ -343,29 +376,78 @@ def _complete(path: Path, planned: ObjectRecord) -> ObjectRecord | None:
     return ObjectRecord(planned.bucket, planned.key, size, etag, path)
 
 
-def _get_verified(client, planned: ObjectRecord, path: Path, stop: threading.Event) -> ObjectRecord:
-    """One GET streamed to the partial file, checked, then renamed into place."""
+def _fetch_verified(
+    client, planned: ObjectRecord, path: Path, large_object_bytes: int, stop: threading.Event
+) -> ObjectRecord:
+    """One attempt: the body to the partial file, checked, then renamed into place.
+
+    A small object's body is streamed from one GET. A large one (see the
+    module docstring) is only HEADed when the plan says it is large, its
+    GET closed unread when the GET says so, and fetched by
+    :func:`_transfer_to`.
+    """
     location = planned.location
-    response = client.get_object(Bucket=location.bucket, Key=location.key)
+    request = client.head_object if planned.size >= large_object_bytes else client.get_object
+    response = request(Bucket=location.bucket, Key=location.key)
+    body = response.get("Body")
     size, etag = response["ContentLength"], response["ETag"].strip('"')
-    if (planned.size >= 0 and size != planned.size) or (planned.etag and etag != planned.etag):
-        response["Body"].close()
-        raise FetchError(
-            f"{location}: object changed since it was planned "
-            f"(size {planned.size} -> {size}, ETag {planned.etag} -> {etag})"
-        )
+    check_md5 = _is_md5(etag, response.get("ServerSideEncryption"))
     partial = partial_path(path)
     try:
-        received, md5 = _stream_to(response["Body"], partial, stop)
+        if (planned.size >= 0 and size != planned.size) or (planned.etag and etag != planned.etag):
+            raise FetchError(
+                f"{location}: object changed since it was planned "
+                f"(size {planned.size} -> {size}, ETag {planned.etag} -> {etag})"
+            )
+        if size >= large_object_bytes:
+            if body is not None:
+                body.close()
+            _transfer_to(client, location, partial, large_object_bytes)
+            received, md5 = partial.stat().st_size, _file_md5(partial) if check_md5 else ""
+        else:
+            received, md5 = _stream_to(body, partial, stop)
         if received != size:
             raise _BadBody(f"received {received} of {size} bytes")
-        if _is_md5(etag, response.get("ServerSideEncryption")) and md5 != etag:
+        if check_md5 and md5 != etag:
             raise _BadBody(f"MD5 {md5} of the body does not match ETag {etag}")
         os.replace(partial, path)
     except BaseException:
+        if body is not None:
+            body.close()
         partial.unlink(missing_ok=True)
         raise
     return ObjectRecord(location.bucket, location.key, size, etag, path)
+
+
+def _transfer_to(client, location: S3Location, partial: Path, part_bytes: int) -> None:
+    """Fetch an object to ``partial`` with boto3's managed transfer, in parts of ``part_bytes``.
+
+    The transfer writes under a temporary name of its own (``partial`` plus
+    eight hex digits) and renames it to ``partial`` when it is done; what a
+    killed run left under such a name is removed first, so that leftovers of
+    large objects do not pile up in the cache. The classic transfer client
+    is asked for because the CRT one, where installed, retries on its own
+    and raises other error types.
+    """
+    for leftover in partial.parent.glob(glob.escape(partial.name) + "." + "[0-9a-fA-F]" * 8):
+        leftover.unlink(missing_ok=True)
+    config = TransferConfig(
+        multipart_threshold=part_bytes,
+        multipart_chunksize=part_bytes,
+        max_concurrency=_TRANSFER_CONCURRENCY,
+        num_download_attempts=1,
+        preferred_transfer_client="classic",
+    )
+    client.download_file(location.bucket, location.key, str(partial), Config=config)
+
+
+def _file_md5(path: Path) -> str:
+    """MD5 hex digest of a file, read in chunks."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            md5.update(chunk)
+    return md5.hexdigest()
 
 
 def _stream_to(body, partial: Path, stop: threading.Event) -> tuple[int, str]:

@@ -3,33 +3,30 @@
 A plate may have a single-cell SQLite backend, the backend CSV that collate
 aggregates from it, per-site analysis CSVs, or only finished well profiles.
 The configured order says which is preferred; the first one present is
-downloaded (boto3's managed transfer: multipart and threaded for backends of
-tens of GB) into the cache at ``paths.cache_path``, under a temporary name
-renamed only once the size matches the listing, so a killed download never
-looks complete and a complete one is never fetched twice.
+downloaded into the cache by :func:`workflow_scripts.fetch_objects.download_objects`,
+the workflow's one download engine: verified, restartable, and using boto3's
+managed transfer for backends of tens of GB. The sizes found by the listing
+or HEAD are passed on as the plan, so a large backend goes straight to the
+managed transfer and an object that changed size since is an error.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from workflow_scripts.cellprofiler.layout import COMPARTMENTS
-from workflow_scripts.paths import cache_path
+from workflow_scripts.fetch_objects import ObjectRecord, download_objects
 
 log = logging.getLogger(__name__)
 
 KINDS = ("sqlite", "csv", "analysis", "profiles")
 DEFAULT_ORDER = ("sqlite", "csv", "analysis")
 SITE_TABLES = ("Image", *COMPARTMENTS)
-TRANSFER = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20, max_concurrency=8)
 
 
 def source_key(prefix: str, batch: str, plate: str, kind: str) -> str:
@@ -107,24 +104,6 @@ def _analysis_objects(client, bucket: str, prefix: str) -> dict[str, int]:
     return objects
 
 
-def download(client, bucket: str, key: str, size: int, cache_dir: str | Path) -> Path:
-    """One object into the cache, unless an intact copy is there already."""
-    target = cache_path(cache_dir, bucket, key)
-    if target.is_file() and target.stat().st_size == size:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        client.download_file(bucket, key, str(partial), Config=TRANSFER)
-        got = partial.stat().st_size
-        if got != size:
-            raise OSError(f"s3://{bucket}/{key}: downloaded {got} bytes, the bucket lists {size}")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
-
-
 def _present(client, bucket: str, key: str, kind: str) -> dict[str, int]:
     if kind == "analysis":
         return _analysis_objects(client, bucket, key)
@@ -155,8 +134,8 @@ def fetch_source(
             tried.append(f"s3://{bucket}/{key} ({kind})")
             continue
         log.info("plate %s: using %s output at s3://%s/%s (%d objects)", plate, kind, bucket, key, len(objects))
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            local = list(pool.map(lambda item: download(client, bucket, *item, cache_dir), objects.items()))
+        planned = [ObjectRecord(bucket, object_key, size, "", None) for object_key, size in objects.items()]
+        local = [record.path for record in download_objects(client, planned, cache_dir, concurrency=max(1, workers))]
         paths = sorted({p.parent for p in local}) if kind == "analysis" else local
         return FetchedSource(kind, bucket, key, paths, len(objects), sum(objects.values()))
     raise FileNotFoundError(f"plate {plate}: no CellProfiler output found; tried {', '.join(tried)}")

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
-from botocore.exceptions import ClientError
 from torch import nn
 
-from workflow_scripts.paths import cache_path
+from workflow_scripts.fetch_objects import FetchError, download_objects
 from workflow_scripts.s3 import make_client, parse_s3_url
 
 log = logging.getLogger(__name__)
@@ -46,26 +44,17 @@ def download_s3_checkpoint(
 ) -> Path:
     """Local copy of an ``s3://`` checkpoint under the shared cache layout.
 
-    A cached copy whose size matches the object is reused; a new download
-    goes to a temporary name first so an interrupted one is never taken for
-    the checkpoint.
+    Fetched by the workflow's download engine, so a copy is verified before
+    it is used, an interrupted download is never taken for the checkpoint,
+    and a complete one is not requested again.
     """
-    loc = parse_s3_url(uri)
-    client = make_client(endpoint_url, anonymous)
-    target = cache_path(cache_dir, loc.bucket, loc.key)
+    location = parse_s3_url(uri)
     try:
-        size = client.head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"]
-    except ClientError as error:
+        (record,) = download_objects(make_client(endpoint_url, anonymous), [location], cache_dir, concurrency=1)
+    except FetchError as error:
         raise CheckpointError(f"checkpoint {uri}: cannot read from S3: {error}") from error
-    if target.is_file() and target.stat().st_size == size:
-        log.info("checkpoint %s: using cached %s", uri, target)
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    client.download_file(loc.bucket, loc.key, str(partial))
-    os.replace(partial, target)
-    log.info("checkpoint %s: downloaded to %s (%d bytes)", uri, target, size)
-    return target
+    log.info("checkpoint %s: %s (%d bytes)", uri, record.path, record.size)
+    return record.path
 
 
 def resolve_checkpoint(
