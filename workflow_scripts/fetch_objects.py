@@ -186,7 +186,7 @@ def head_objects(
         try:
             return _with_retries(lambda: _head(client, location), location, retry, stop)
         except MissingObjectError as error:
-            return _missing(location, error, allow_missing)
+            return _missing(location, error, allow_missing, logging.INFO)
 
     return _in_parallel(plan, list(locations), concurrency, stop)
 
@@ -227,7 +227,7 @@ def download_objects(
         try:
             return _download(client, planned, Path(cache_dir), retry, large_object_bytes, stop)
         except MissingObjectError as error:
-            return _missing(planned.location, error, allow_missing), False
+            return _missing(planned.location, error, allow_missing, logging.WARNING), False
 
     outcomes = _in_parallel(fetch, wanted, concurrency, stop)
     _log_summary(outcomes, time.monotonic() - started)
@@ -242,10 +242,11 @@ def _as_plan(item: S3Location | ObjectRecord) -> ObjectRecord:
     return ObjectRecord(item.bucket, item.key, -1, "", None)
 
 
-def _missing(location: S3Location, error: MissingObjectError, allow_missing: bool) -> ObjectRecord:
+def _missing(location: S3Location, error: MissingObjectError, allow_missing: bool, level: int) -> ObjectRecord:
+    """A placeholder record where missing objects are allowed (logged at ``level``), else the error."""
     if not allow_missing:
         raise error
-    log.warning("%s", error)
+    log.log(level, "%s", error)
     return ObjectRecord(location.bucket, location.key, -1, "", None)
 
 

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from workflow_scripts.cellprofiler.layout import COMPARTMENTS
-from workflow_scripts.fetch_objects import ObjectRecord, download_objects
+from workflow_scripts.fetch_objects import ObjectRecord, download_objects, head_objects
+from workflow_scripts.s3 import S3Location
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +66,6 @@ class FetchedSource:
         }
 
 
-def _head_size(client, bucket: str, key: str) -> int | None:
-    """The object's size, or None where it does not exist."""
-    try:
-        return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-
-
 def _list_sizes(client, bucket: str, prefix: str) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -107,8 +96,8 @@ def _analysis_objects(client, bucket: str, prefix: str) -> dict[str, int]:
 def _present(client, bucket: str, key: str, kind: str) -> dict[str, int]:
     if kind == "analysis":
         return _analysis_objects(client, bucket, key)
-    size = _head_size(client, bucket, key)
-    return {} if size is None else {key: size}
+    [record] = head_objects(client, [S3Location(bucket, key)], allow_missing=True)
+    return {} if record.missing else {key: record.size}
 
 
 def fetch_source(
