@@ -108,3 +108,13 @@ def test_missing_object_names_plate_and_key(demo_gallery, s3_server, tmp_path):
     log = (tmp_path / "logs" / "fetch" / layout.dataset / phenix.source / phenix.batch / f"{phenix.plate}.log").read_text()
     assert phenix.plate in log and key in log
     assert not (plate_dir(tmp_path, layout.dataset, phenix.source, phenix.batch, phenix.plate) / "load_data.parquet").exists()
+
+
+def test_adding_a_plate_runs_only_the_new_plate(demo_gallery, s3_server, tmp_path):
+    layout, root = demo_gallery
+    first, second = layout.plates
+    run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, *UNTIL_FETCH,
+                  config={"select": {"plates": [first.plate]}})
+    result = run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, "--dry-run", *UNTIL_FETCH)
+    planned = re.findall(r"wildcards: .*plate=(\S+)", result.stdout)
+    assert planned == [second.plate]

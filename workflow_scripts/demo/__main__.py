@@ -32,15 +32,14 @@ def serve_gallery(server: S3Server, gallery: Path) -> int:
     return upload_tree(server.admin_client(), BUCKET, gallery)
 
 
-def snakemake_command(root: Path, endpoint_url: str, cores: str, extra: Sequence[str]) -> list[str]:
-    """The Snakemake call of the demo: demo config, local profile, local server.
+def snakemake_command(root: Path, cores: str, extra: Sequence[str]) -> list[str]:
+    """The Snakemake call of the demo: demo config, local profile, the gallery's plate table.
 
-    The server's address and the gallery's plate table go into a second
-    config file (``--config`` would turn nested values into strings).
+    The plate table goes into a second config file, as ``--config`` would
+    turn nested values into strings.
     """
     overrides = root / "demo_overrides.yaml"
-    gallery = {"bucket": BUCKET, "endpoint_url": endpoint_url, "anonymous": True}
-    overrides.write_text(yaml.safe_dump({"gallery": gallery, "plates": str(root / "plates.csv")}))
+    overrides.write_text(yaml.safe_dump({"plates": str(root / "plates.csv")}))
     return [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
@@ -49,6 +48,19 @@ def snakemake_command(root: Path, endpoint_url: str, cores: str, extra: Sequence
         "--cores", cores,
         *extra,
     ]
+
+
+def job_environment(endpoint_url: str) -> dict[str, str]:
+    """The environment of the demo's jobs.
+
+    Jobs call ``python``: it must be this interpreter (the project's venv).
+    The server's address travels as ``AWS_ENDPOINT_URL``, which every S3
+    client of the workflow honours, rather than as a rule parameter: the
+    server gets a new port each time, and a changed parameter would make
+    Snakemake recompute every finished plate.
+    """
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "AWS_ENDPOINT_URL": endpoint_url}
 
 
 def outputs_summary(results: Path) -> str:
@@ -78,10 +90,8 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 return 0
-        command = snakemake_command(args.root.resolve(), server.endpoint_url, args.cores, args.snakemake_args)
-        # jobs call `python`: make it this interpreter (the project's venv)
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        result = subprocess.run(command, cwd=REPO, env={**os.environ, "PATH": path})
+        command = snakemake_command(args.root.resolve(), args.cores, args.snakemake_args)
+        result = subprocess.run(command, cwd=REPO, env=job_environment(server.endpoint_url))
     results = REPO / "results" / "demo"
     if result.returncode == 0:
         print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Results under {results}:")
