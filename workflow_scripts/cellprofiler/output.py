@@ -11,13 +11,13 @@ appears only complete: written under a temporary name, then renamed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workflow_scripts.atomic import atomic_path
 from workflow_scripts.cellprofiler.aggregate import WellProfiles
 
 METADATA_KEY = b"cellprofiler"
@@ -45,14 +45,9 @@ def wells_table(profiles: WellProfiles, source: str, batch: str, plate: str) -> 
 def write_wells(table: pa.Table, provenance: dict[str, object], out: str | Path) -> Path:
     """Write atomically, with ``provenance`` as JSON under the 'cellprofiler' key."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(provenance).encode()}
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(out) as partial:
         pq.write_table(table.replace_schema_metadata(metadata), partial)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
     return out
 
 

@@ -9,7 +9,6 @@ table without any cell, and odd and even cell counts per well.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workflow_scripts.atomic import atomic_path
 from workflow_scripts.cellprofiler.layout import (
     COMPARTMENTS,
     PARENT_COLUMNS,
@@ -103,11 +103,9 @@ def _object_rows(plate: SyntheticPlate, compartment: str, images: np.ndarray, se
 def write_synthetic_backend(path: str | Path, plate: SyntheticPlate) -> Path:
     """Write the backend atomically; returns its path."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)
     rng = np.random.default_rng(plate.seed)
     images = _cell_images(plate, rng)
-    try:
+    with atomic_path(path) as partial:
         with sqlite3.connect(partial) as con:
             con.execute("PRAGMA journal_mode = OFF")
             con.execute("PRAGMA synchronous = OFF")
@@ -117,7 +115,4 @@ def write_synthetic_backend(path: str | Path, plate: SyntheticPlate) -> Path:
                 insert_objects(con, compartment, TABLE_NUMBER, _object_rows(plate, compartment, images, plate.seed + 1 + offset))
             create_indexes(con)
         con.close()
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path

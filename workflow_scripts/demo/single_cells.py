@@ -17,7 +17,6 @@ loops: a 1080² site with ~100 cells measures in well under a second.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from skimage.measure import regionprops_table
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import expand_labels, watershed
 
+from workflow_scripts.atomic import atomic_path
 from workflow_scripts.cellprofiler.layout import (
     COMPARTMENTS,
     PARENT_COLUMNS,
@@ -193,10 +193,7 @@ def write_backend(
     illumination functions, if it has any. The file appears only complete.
     """
     path = Path(sqlite_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)
-    try:
+    with atomic_path(path) as partial:
         con = sqlite3.connect(partial)
         with con:
             create_tables(con, {c: feature_names(c) for c in COMPARTMENTS})
@@ -209,7 +206,4 @@ def write_backend(
                     insert_objects(con, compartment, TABLE_NUMBER, _object_rows(image_number, compartment, values))
             create_indexes(con)
         con.close()
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
