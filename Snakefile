@@ -11,9 +11,9 @@ min_version("9.0")
 
 include: "rules/common.smk"
 include: "rules/fetch.smk"
-include: "rules/convert.smk"
+include: "rules/omezarr.smk"
 include: "rules/qc.smk"
-include: "rules/embed.smk"
+include: "rules/dino.smk"
 include: "rules/cellprofiler.smk"
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,11 +35,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.support
+
+from tests.support.sample_plate import FetchedPlate, real_fields, sample_fields, write_fetched_plate
+from tests.support.settings import conversion_options
 from workflow_scripts.omezarr.arrays import blosc
-from workflow_scripts.omezarr.loaddata import read_plate_sources
 from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.parallel import single_threaded
-from workflow_scripts.omezarr.sample_plate import FetchedPlate, real_fields, sample_fields, write_fetched_plate
+from workflow_scripts.omezarr.plate_sources import read_plate_sources
 from workflow_scripts.omezarr.writer import convert_plate
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
@@ -53,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1080)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compression-level", type=int, default=ConversionOptions().compression_level)
+    parser.add_argument("--compression-level", type=int, default=conversion_options().compression_level)
     parser.add_argument("--work-dir", type=Path, default=None, help="where to build the plate (default: a temp dir)")
     return parser.parse_args()
 
@@ -149,7 +153,7 @@ def main() -> None:
             ),
         ]
         for workers in args.workers:
-            options = ConversionOptions(workers=workers, compression_level=args.compression_level)
+            options = conversion_options(workers=workers, compression_level=args.compression_level)
             step = f"convert (clevel {args.compression_level})"
             timings.append(measure(step, workers, megabytes, partial(convert, plate, options), root, args.repeats))
     print_table(timings, megabytes, args)

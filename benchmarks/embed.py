@@ -16,6 +16,7 @@ import argparse
 import math
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow_scripts.embed.device import select_device, select_precision
-from workflow_scripts.embed.pipeline import PlateEmbeddings, RunOptions, embed_plate
-from workflow_scripts.embed.preprocess import Recipe
-from workflow_scripts.embed.synthetic import derived_fields, synthetic_field, write_plate
-from workflow_scripts.embed.vit import build_vit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.support
+
+from tests.support.dino_synthetic import derived_fields, synthetic_field, write_plate
+from tests.support.settings import make_recipe, make_run_options
+from workflow_scripts.dino.device import select_device, select_precision
+from workflow_scripts.dino.pipeline import PlateEmbeddings, embed_plate
+from workflow_scripts.dino.vit import build_vit
 from workflow_scripts.wells import ROWS
 
 PLATE_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
@@ -170,9 +173,9 @@ def main() -> None:
         for precision in args.precisions:
             dtype = select_precision(precision, device)
             bare = bare_forward_rate(model.to(device), args.batch_size, device, dtype, args.bare_iterations)
-            options = RunOptions(args.batch_size, args.workers, str(device), str(dtype).removeprefix("torch."))
+            options = make_run_options(batch_size=args.batch_size, workers=args.workers, device=str(device), precision=str(dtype).removeprefix("torch."))
             with GpuUtilisation(device) as utilisation:
-                result = embed_plate(str(plate), model, Recipe(), options)
+                result = embed_plate(str(plate), model, make_recipe(), options)
             rows.append(row(result, bare, utilisation.mean, device_name))
         if device.type != "cuda":
             rows.append(["GPU", "bfloat16", *["not measured"] * (len(HEADER) - 2)])

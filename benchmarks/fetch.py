@@ -33,10 +33,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_scripts.fetch_objects import download_objects
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.support
+
+from workflow_scripts.demo.s3server import S3Server
+from workflow_scripts.fetch.objects import download_objects
+from workflow_scripts.fetch.s3 import S3Location, make_client
 from workflow_scripts.paths import cache_path
-from workflow_scripts.s3 import S3Location, make_client
-from workflow_scripts.s3server import S3Server
 
 BUCKET = "fetch-benchmark"
 COLUMNS = (
@@ -79,7 +81,7 @@ def upload(server: S3Server, count: int, size: int) -> dict[S3Location, bytes]:
 def latency_proxy(upstream: str, latency: float) -> Iterator[str]:
     """The fault proxy in its own process, as a remote server would be; yields its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "workflow_scripts.faultproxy", "--upstream", upstream, "--latency", str(latency)],
+        [sys.executable, "-m", "tests.support.faultproxy", "--upstream", upstream, "--latency", str(latency)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

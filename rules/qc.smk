@@ -1,19 +1,21 @@
-# QC: per-field focus, saturation, intensity and nuclei metrics, flags and plate heatmaps.
+# QC: per-field focus, saturation, intensity and nuclei metrics, flags, plate
+# heatmaps, and illumination functions computed where the gallery has none.
 
 
 rule qc:
     input:
-        f"{PLATE_DIR}/{{plate}}.ome.zarr",
+        plate=f"{PLATE_DIR}/{{plate}}.ome.zarr",
     output:
         fields=f"{PLATE_DIR}/qc/fields.parquet",
         heatmaps=expand(f"{PLATE_DIR}/qc/heatmap_{{metric}}.png", metric=QC_HEATMAPS, allow_missing=True),
+        illum=directory(f"{PLATE_DIR}/qc/illum"),
     log:
         f"{LOGS}/qc/{PLATE_ID}.log",
     benchmark:
         f"{BENCHMARKS}/qc/{PLATE_ID}.tsv"
     params:
-        out_dir=subpath(output.fields, parent=True),
-        args=qc_args,
+        settings=stage_settings("qc"),
+        io=stage_io,
     threads: 2
     resources:
         mem_mb=3000,
@@ -21,5 +23,4 @@ rule qc:
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.qc --plate {input:q} --out-dir {params.out_dir:q}"
-        " {params.args} --workers {threads} 2> {log:q}"
+        "python -m workflow_scripts.qc --settings {params.settings:q} {params.io} --threads {threads} 2> {log:q}"

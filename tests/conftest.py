@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.s3server import S3Server
+from workflow_scripts.demo.s3server import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -35,8 +35,8 @@ def demo_gallery(tmp_path_factory, s3_server):
     ``plates.csv`` and ``ground_truth/``.
     """
     from workflow_scripts.demo.build import BUCKET, build_gallery
-    from workflow_scripts.demo.layout import small_layout
-    from workflow_scripts.s3server import upload_tree
+    from workflow_scripts.demo.design import small_layout
+    from workflow_scripts.demo.s3server import upload_tree
 
     layout = small_layout()
     root = tmp_path_factory.mktemp("demo")

@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 import boto3
 import pytest
 
-from workflow_scripts.faultproxy import FaultProxy, Faults
-from workflow_scripts.s3 import make_client
+from tests.support.faultproxy import FaultProxy, Faults
+from workflow_scripts.fetch.s3 import make_client
 
 BUCKET = "fault-proxy-test"
 KEY = "images/plate 1/field.tiff"
@@ -134,7 +134,7 @@ def test_fractions_must_be_valid():
 
 def test_command_line_serves_until_stopped(upstream):
     process = subprocess.Popen(
-        [sys.executable, "-m", "workflow_scripts.faultproxy", "--upstream", upstream, "--internal-error", "1"],
+        [sys.executable, "-m", "tests.support.faultproxy", "--upstream", upstream, "--internal-error", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from workflow_scripts.faultproxy import FaultProxy, Faults
-from workflow_scripts.fetch_objects import (
+from tests.support.faultproxy import FaultProxy, Faults
+from workflow_scripts.demo.s3server import free_port
+from workflow_scripts.fetch.objects import (
     FetchError,
     MissingObjectError,
     ObjectRecord,
@@ -22,9 +23,8 @@ from workflow_scripts.fetch_objects import (
     partial_path,
     sidecar_path,
 )
+from workflow_scripts.fetch.s3 import S3Location, make_client
 from workflow_scripts.paths import cache_path
-from workflow_scripts.s3 import S3Location, make_client
-from workflow_scripts.s3server import free_port
 
 BUCKET = "fetch-objects-test"
 MIB = 1024 * 1024
@@ -276,7 +276,7 @@ def test_large_objects_survive_faults_when_planned(s3_server, objects, tmp_path)
 def test_large_single_part_object_is_checked_against_its_md5(s3_server, objects, tmp_path, caplog):
     """A flipped byte in one ranged part is caught by the MD5 of the whole file and fetched again."""
     location = next(loc for loc, body in objects.items() if len(body) >= LARGE and loc not in (MULTIPART, WITH_CRC))
-    caplog.set_level("INFO", logger="workflow_scripts.fetch_objects")
+    caplog.set_level("INFO", logger="workflow_scripts.fetch.objects")
     with FaultProxy(s3_server.endpoint_url, Faults(corrupt=0.15, seed=3)) as proxy:
         client = make_client(proxy.endpoint_url, anonymous=True)
         (record,) = download_objects(client, [location], tmp_path, retry=FAST, large_object_bytes=LARGE)

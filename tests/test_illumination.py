@@ -11,6 +11,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
+from tests.support.sample_plate import real_fields, sample_fields, write_fetched_plate
+from tests.support.settings import conversion_options
 from workflow_scripts.illumination import (
     apply_illumination,
     compute_illumination,
@@ -18,9 +20,7 @@ from workflow_scripts.illumination import (
     load_illumination,
     write_illumination,
 )
-from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.reader import open_plate
-from workflow_scripts.omezarr.sample_plate import real_fields, sample_fields, write_fetched_plate
 from workflow_scripts.omezarr.writer import convert_plate
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
@@ -116,7 +116,7 @@ def test_written_files_use_the_gallery_names(tmp_path):
 def test_conversion_applies_illumination_when_asked(real, tmp_path):
     illum = np.random.default_rng(1).uniform(1.0, 3.0, (len(CHANNELS), *SHAPE)).astype(np.float32)
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01", "B02"], ["1"], SHAPE), CHANNELS, illum=illum)
-    options = ConversionOptions(apply_illumination=True)
+    options = conversion_options(apply_illumination=True)
     reader = open_plate(
         convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, options).output
     )
@@ -135,7 +135,7 @@ def test_apply_without_illumination_files_is_an_error_naming_the_plate(real, tmp
             plate.cache_dir,
             tmp_path / "p.ome.zarr",
             CHANNELS,
-            ConversionOptions(apply_illumination=True),
+            conversion_options(apply_illumination=True),
         )
 
 
@@ -144,7 +144,7 @@ def test_unusable_gallery_files_are_left_out_with_a_warning(real, tmp_path, capl
     illum = np.ones((len(CHANNELS), 8, 8), np.float32)  # wrong shape for these fields
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01"], ["1"], SHAPE), CHANNELS, illum=illum)
     reader = open_plate(
-        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions()).output
+        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options()).output
     )
     assert reader.illumination() is None
     assert reader.provenance["illumination"]["stored"] is False

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_scripts.load_data import (
+from workflow_scripts.fetch.load_data import (
     LoadDataError,
     image_urls,
     normalize_load_data,

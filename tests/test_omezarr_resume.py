@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 import zarr
 
-from workflow_scripts.omezarr.options import ConversionOptions
+from tests.support.sample_plate import real_fields, sample_fields, write_fetched_plate
+from tests.support.settings import conversion_options
 from workflow_scripts.omezarr.reader import open_plate
-from workflow_scripts.omezarr.sample_plate import real_fields, sample_fields, write_fetched_plate
 from workflow_scripts.omezarr.writer import convert_plate, temp_path
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
@@ -33,7 +34,7 @@ def fetched(shared_fixtures, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(fetched, tmp_path_factory):
     output = tmp_path_factory.mktemp("reference") / "PLATE1.ome.zarr"
-    return convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, ConversionOptions()).output
+    return convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, conversion_options()).output
 
 
 def _cli(fetched, output: Path) -> list[str]:
@@ -41,13 +42,13 @@ def _cli(fetched, output: Path) -> list[str]:
         sys.executable,
         "-m",
         "workflow_scripts.omezarr",
-        "--load-data",
-        str(fetched.load_data),
-        "--cache-dir",
-        str(fetched.cache_dir),
+        "--settings",
+        json.dumps({"channels": list(CHANNELS), "cache_dir": str(fetched.cache_dir)}),
+        "--input",
+        f"load_data={fetched.load_data}",
         "--output",
-        str(output),
-        "--workers",
+        f"plate={output}",
+        "--threads",
         "1",
     ]
 
@@ -87,7 +88,7 @@ def test_killed_conversion_resumes_to_an_identical_plate(fetched, reference, tmp
     assert 1 <= written < len(WELLS)
 
     caplog.set_level(logging.INFO)
-    result = convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, ConversionOptions())
+    result = convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, conversion_options())
     assert result.resumed_wells == written
     assert f"resuming, {written} of {len(WELLS)} wells already written" in caplog.text
     assert not temp.exists()
@@ -102,6 +103,6 @@ def test_leftovers_of_other_inputs_and_an_older_plate_are_replaced(fetched, refe
     stale = zarr.open_group(temp_path(output), mode="w")
     stale.attrs["provenance"] = {"conversion": {"pyramid_levels": 5}}
     stale.create_group("A").create_group("1").attrs["conversion"] = {"fields": []}
-    convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, ConversionOptions())
+    convert_plate(fetched.load_data, fetched.cache_dir, output, CHANNELS, conversion_options())
     assert any("discarding" in message for message in caplog.messages)
     _assert_identical(output, reference)

@@ -8,7 +8,7 @@ from scipy import ndimage
 from skimage.draw import disk
 from skimage.filters import threshold_otsu
 
-from workflow_scripts.omezarr.sample_plate import real_fields
+from tests.support.sample_plate import real_fields
 from workflow_scripts.qc.metrics import PERCENTILES, channel_metrics, nuclei_estimate, power_log_log_slope
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]

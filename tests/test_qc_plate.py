@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib.image
@@ -10,14 +11,13 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from tests.support.sample_plate import real_fields, sample_fields, textured_field, write_fetched_plate
+from tests.support.settings import QC_DEFAULTS, conversion_options, qc_thresholds
 from workflow_scripts.illumination import illum_file_name
-from workflow_scripts.omezarr.options import ConversionOptions
-from workflow_scripts.omezarr.sample_plate import real_fields, sample_fields, textured_field, write_fetched_plate
 from workflow_scripts.omezarr.writer import convert_plate
 from workflow_scripts.qc.__main__ import main as qc_main
 from workflow_scripts.qc.heatmaps import HEATMAPS, plate_shape, well_grid
 from workflow_scripts.qc.plate_qc import run_plate_qc
-from workflow_scripts.qc.thresholds import QcThresholds
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
 WELLS = ["A01", "A02", "B01", "B02", "P24"]
@@ -49,13 +49,17 @@ def plate_dir(real, tmp_path_factory):
     fetched = write_fetched_plate(root, fields, CHANNELS, plate="BR01")
     truncated = fetched.tiff("B02", "2", "ER")
     truncated.write_bytes(truncated.read_bytes()[:3000])
-    convert_plate(fetched.load_data, fetched.cache_dir, root / "BR01.ome.zarr", CHANNELS, ConversionOptions())
+    convert_plate(fetched.load_data, fetched.cache_dir, root / "BR01.ome.zarr", CHANNELS, conversion_options())
     return root
 
 
 @pytest.fixture(scope="module")
 def qc(plate_dir):
-    code = qc_main(["--plate", str(plate_dir / "BR01.ome.zarr"), "--out-dir", str(plate_dir / "qc"), "--workers", "2"])
+    code = qc_main([
+        "--input", f"plate={plate_dir / 'BR01.ome.zarr'}",
+        "--output", f"fields={plate_dir / 'qc' / 'fields.parquet'}",
+        "--threads", "2",
+    ])
     assert code == 0
     return pd.read_parquet(plate_dir / "qc" / "fields.parquet")
 
@@ -99,7 +103,7 @@ def test_fields_table_follows_the_contract(qc):
 def test_flagged_fields_are_marked_for_exclusion_and_counted(qc, plate_dir):
     assert (qc["qc_excluded"] == ~qc["qc_pass"]).all()
     assert qc["qc_excluded"].sum() == len(PLANTED)
-    kept = run_plate_qc(plate_dir / "BR01.ome.zarr", plate_dir / "qc-keep", QcThresholds(), exclude_flagged=False)
+    kept = run_plate_qc(plate_dir / "BR01.ome.zarr", plate_dir / "qc-keep", qc_thresholds(), exclude_flagged=False, illum_filter_size=QC_DEFAULTS["illum_filter_size"])
     assert not kept["qc_excluded"].any() and (~kept["qc_pass"]).sum() == len(PLANTED)
 
 
@@ -130,8 +134,8 @@ def test_illumination_computed_from_passing_fields_when_the_plate_has_none(qc, p
 def test_gallery_illumination_is_passed_on(real, tmp_path):
     gallery = np.random.default_rng(2).uniform(1, 2, (len(CHANNELS), 64, 64)).astype(np.float32)
     fetched = write_fetched_plate(tmp_path, sample_fields(real, ["C03"], SITES, (64, 64)), CHANNELS, illum=gallery)
-    convert_plate(fetched.load_data, fetched.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
-    run_plate_qc(tmp_path / "p.ome.zarr", tmp_path / "qc", QcThresholds())
+    convert_plate(fetched.load_data, fetched.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
+    run_plate_qc(tmp_path / "p.ome.zarr", tmp_path / "qc", qc_thresholds(), **QC_DEFAULTS)
     info = json.loads((tmp_path / "qc" / "illum" / "illum.json").read_text())
     assert info["source"] == "gallery" and info["files"]["DNA"].endswith("PLATE1_IllumDNA.npy")
     for c, channel in enumerate(CHANNELS):
@@ -143,19 +147,21 @@ def test_plate_where_every_field_fails_qc_is_an_error_naming_it(real, tmp_path):
     for pixels in fields.values():
         pixels[CHANNELS.index("AGP")] = 0
     fetched = write_fetched_plate(tmp_path, fields, CHANNELS, plate="BR77")
-    convert_plate(fetched.load_data, fetched.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+    convert_plate(fetched.load_data, fetched.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
     with pytest.raises(ValueError, match=r"plate BR77: every one of its 3 fields fails QC: \{'zero-filled': 3\}"):
-        run_plate_qc(tmp_path / "p.ome.zarr", tmp_path / "qc", QcThresholds())
+        run_plate_qc(tmp_path / "p.ome.zarr", tmp_path / "qc", qc_thresholds(), **QC_DEFAULTS)
     assert not (tmp_path / "qc" / "fields.parquet").exists()
 
 
 def test_unknown_focus_channel_is_an_error(plate_dir):
     with pytest.raises(ValueError, match=r"plate BR01: focus channel 'Hoechst' is not among"):
-        run_plate_qc(plate_dir / "BR01.ome.zarr", plate_dir / "qc-bad", QcThresholds(focus_channel="Hoechst"))
+        run_plate_qc(plate_dir / "BR01.ome.zarr", plate_dir / "qc-bad", qc_thresholds(focus_channel="Hoechst"), **QC_DEFAULTS)
 
 
 def test_impossible_thresholds_are_refused():
     with pytest.raises(ValueError, match="max_saturated_fraction must be in"):
-        QcThresholds(max_saturated_fraction=1.5)
+        dataclasses.replace(qc_thresholds(), max_saturated_fraction=1.5)
     with pytest.raises(ValueError, match="focus_tolerance must be > 0"):
-        QcThresholds(focus_tolerance=0)
+        dataclasses.replace(qc_thresholds(), focus_tolerance=0)
+    with pytest.raises(ValueError, match="config key qc.max_saturated_fraction"):
+        qc_thresholds(max_saturated_fraction=1.5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_helpers import REPO, run_snakemake
+from tests.support.workflow import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -56,9 +56,9 @@ def _dry_run(profile: str, root: Path, results: Path, endpoint: str, *extra: str
     return run_snakemake(results, root / "plates.csv", endpoint, "--dry-run", "--profile", str(REPO / "profiles" / profile), *extra)
 
 
-def _embed_resources(stdout: str) -> str:
-    """The resources line of the first embed job of a dry-run."""
-    job = stdout[stdout.index("rule embed:"):]
+def _dino_resources(stdout: str) -> str:
+    """The resources line of the first dino job of a dry-run."""
+    job = stdout[stdout.index("rule dino:"):]
     return next(line for line in job.splitlines() if line.strip().startswith("resources:"))
 
 
@@ -67,7 +67,7 @@ def test_local_and_slurm_profiles_dry_run(demo_gallery, s3_server, tmp_path):
     for profile in ("local", "slurm"):
         result = _dry_run(profile, root, tmp_path / profile, s3_server.endpoint_url)
         assert "rule fetch:" in result.stdout
-        assert "gpu=1" in _embed_resources(result.stdout)
+        assert "gpu=1" in _dino_resources(result.stdout)
 
 
 def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatc
         "--default-storage-prefix", "s3://results-bucket/run",
     )
     assert "rule fetch:" in result.stdout
-    assert "_gpus=1" in _embed_resources(result.stdout)
+    assert "_gpus=1" in _dino_resources(result.stdout)
 
 
 def test_profiles_request_gpus_and_timeouts():

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from workflow_scripts.atomic import atomic_path, write_text_atomic
+from workflow_scripts.errors import InputError
 
 ROBUST_MINIMUM_PERCENTILE = 2.0
 UINT16_MAX = np.iinfo(np.uint16).max
@@ -41,13 +42,13 @@ def _checked_illum(path: Path, shape: tuple[int, int]) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"illumination file {path} cannot be read: {error}") from None
+        raise InputError(f"illumination file {path} cannot be read: {error}") from None
     if array.shape != tuple(shape):
-        raise ValueError(f"illumination file {path} has shape {array.shape}, fields are {tuple(shape)}")
+        raise InputError(f"illumination file {path} has shape {array.shape}, fields are {tuple(shape)}")
     if array.dtype.kind != "f":
-        raise ValueError(f"illumination file {path} has dtype {array.dtype}, expected float")
+        raise InputError(f"illumination file {path} has dtype {array.dtype}, expected float")
     if not np.isfinite(array).all() or (array <= 0).any():
-        raise ValueError(f"illumination file {path} has non-finite or non-positive values")
+        raise InputError(f"illumination file {path} has non-finite or non-positive values")
     return array.astype(np.float32)
 
 
@@ -80,7 +81,7 @@ def _mean_field(fields: Iterable[np.ndarray]) -> np.ndarray:
         total = field.astype(np.float64) if total is None else total + field
         count += 1
     if total is None:
-        raise ValueError("no fields to compute an illumination function from")
+        raise InputError("no fields to compute an illumination function from")
     return total / count
 
 
@@ -94,7 +95,7 @@ def _rescale_robust_minimum(plane: np.ndarray) -> np.ndarray:
     """Clip below the 2nd percentile and divide by it, so the function is >= 1."""
     robust_minimum = np.percentile(plane, ROBUST_MINIMUM_PERCENTILE)
     if robust_minimum <= 0:
-        raise ValueError("illumination function has a robust minimum <= 0: the fields are blank")
+        raise InputError("illumination function has a robust minimum <= 0: the fields are blank")
     return np.maximum(plane, robust_minimum) / robust_minimum
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts.errors import InputError
+
 KEY_COLUMNS = ["Metadata_Source", "Metadata_Batch", "Metadata_Plate"]
 SELECT_COLUMNS = {
     "sources": "Metadata_Source",
@@ -21,7 +23,7 @@ SELECT_COLUMNS = {
 }
 
 
-class PlateTableError(ValueError):
+class PlateTableError(InputError):
     """The plate table or the selection is unusable."""
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from workflow_scripts.errors import InputError
+
 ROWS = "ABCDEFGHIJKLMNOP"
 MAX_COLUMN = 24
 _WELL = re.compile(r"^([A-Pa-p])(\d{1,2})$")
@@ -26,7 +28,7 @@ def well_name(value: object, where: str) -> str:
     """Like :func:`normalize_well`, but a bad name is an error naming ``where`` it came from."""
     normalized = normalize_well(value)
     if normalized is None:
-        raise ValueError(f"{where}: {value!r} is not a well of a 384-well plate")
+        raise InputError(f"{where}: {value!r} is not a well of a 384-well plate")
     return normalized
 
 
@@ -34,7 +36,7 @@ def split_well(well: str) -> tuple[str, str]:
     """``'A01'`` -> ``('A', '1')``: NGFF row and column names, columns unpadded."""
     match = _WELL.match(well)
     if match is None or not 1 <= int(match.group(2)) <= MAX_COLUMN:
-        raise ValueError(f"well {well!r} is not a 384-well plate position like 'A01'")
+        raise InputError(f"well {well!r} is not a 384-well plate position like 'A01'")
     return match.group(1).upper(), str(int(match.group(2)))
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts.demo.build import BUCKET, build_gallery
-from workflow_scripts.demo.layout import default_layout
+from workflow_scripts.demo.design import default_layout
+from workflow_scripts.demo.s3server import S3Server, upload_tree
 from workflow_scripts.logs import configure_logging
-from workflow_scripts.s3server import S3Server, upload_tree
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger("workflow_scripts.demo")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from workflow_scripts.demo.layout import (
+from workflow_scripts.demo.design import (
     CV8000_PIXEL_SIZE_M,
     PHENIX_PIXEL_SIZE_M,
     DemoLayout,

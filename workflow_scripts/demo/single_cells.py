@@ -30,7 +30,7 @@ from skimage.morphology import remove_small_objects
 from skimage.segmentation import expand_labels, watershed
 
 from workflow_scripts.atomic import atomic_path
-from workflow_scripts.cellprofiler.layout import (
+from workflow_scripts.cellprofiler.backend_schema import (
     COMPARTMENTS,
     PARENT_COLUMNS,
     TABLE_NUMBER,

@@ -24,7 +24,8 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 
-from workflow_scripts.omezarr.layout import AXES
+from workflow_scripts.errors import InputError
+from workflow_scripts.omezarr.keys import AXES
 from workflow_scripts.omezarr.options import ConversionOptions
 
 SHUFFLES = {"bitshuffle": numcodecs.Blosc.BITSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
@@ -39,9 +40,9 @@ def write_chunks(array: zarr.Array, data: np.ndarray, codec: numcodecs.Blosc) ->
     """Write (c, y, x) ``data`` into an unsharded array chunked by plane (1, y, x) or whole (c, y, x)."""
     planes = array.chunks[0]
     if array.shape != data.shape or array.chunks[1:] != data.shape[1:] or planes not in (1, data.shape[0]):
-        raise ValueError(f"{array.path}: chunks {array.chunks} are neither planes nor the whole of {data.shape}")
+        raise InputError(f"{array.path}: chunks {array.chunks} are neither planes nor the whole of {data.shape}")
     if array.shards is not None:
-        raise ValueError(f"{array.path}: sharded arrays are written through zarr")
+        raise InputError(f"{array.path}: sharded arrays are written through zarr")
     directory = Path(array.store.root) / array.path
     keys = [array.metadata.encode_chunk_key((index, 0, 0)) for index in range(data.shape[0] // planes)]
     _make_folders(directory, keys)

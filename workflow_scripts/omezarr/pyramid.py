@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workflow_scripts.errors import InputError
+
 
 def downsample(image: np.ndarray) -> np.ndarray:
     """2x2 block mean of (c, y, x), rounded half up; an odd last row/column is dropped.
@@ -18,7 +20,7 @@ def downsample(image: np.ndarray) -> np.ndarray:
     c, height, width = image.shape
     h, w = height // 2, width // 2
     if h == 0 or w == 0:
-        raise ValueError(f"image of shape {image.shape} is too small to downsample")
+        raise InputError(f"image of shape {image.shape} is too small to downsample")
     rows = image[:, 0 : 2 * h : 2, : 2 * w].astype(np.uint32)
     rows += image[:, 1 : 2 * h : 2, : 2 * w]
     sums = rows[:, :, 0::2] + rows[:, :, 1::2]

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from workflow_scripts.omezarr.layout import ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY
+from workflow_scripts.errors import InputError
+from workflow_scripts.omezarr.keys import ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY
 from workflow_scripts.wells import join_well, split_well
 
 
-class PlateFormatError(ValueError):
+class PlateFormatError(InputError):
     """A plate that cannot be read as an NGFF HCS plate; the message names the plate (and field).
 
     A ``ValueError``, so callers that treat bad input as such need no change;
@@ -45,7 +46,7 @@ class FieldInfo:
 
     @property
     def ok(self) -> bool:
-        """False when the TIFFs could not be read and the field holds zeros."""
+        """False when a channel's TIFF could not be read: that channel holds zeros, ``detail`` names it."""
         return not self.reason
 
     def as_row(self) -> dict:
@@ -93,7 +94,7 @@ class OmeZarrPlate:
         try:
             return dict(self.root.attrs)[PROVENANCE_KEY]
         except KeyError:
-            raise ValueError(f"{self.path}: no provenance; not written by workflow_scripts.omezarr") from None
+            raise InputError(f"{self.path}: no provenance; not written by workflow_scripts.omezarr") from None
 
     @cached_property
     def wells(self) -> list[str]:

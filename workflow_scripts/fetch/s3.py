@@ -15,6 +15,8 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from workflow_scripts.errors import InputError
+
 
 @dataclass(frozen=True)
 class S3Location:
@@ -30,10 +32,10 @@ class S3Location:
 def parse_s3_url(url: str) -> S3Location:
     """Split ``s3://bucket/key`` into its parts; anything else is an error."""
     if not url.startswith("s3://"):
-        raise ValueError(f"not an s3:// URL: {url!r}")
+        raise InputError(f"not an s3:// URL: {url!r}")
     bucket, _, key = url[len("s3://") :].partition("/")
     if not bucket or not key:
-        raise ValueError(f"s3:// URL without bucket or key: {url!r}")
+        raise InputError(f"s3:// URL without bucket or key: {url!r}")
     return S3Location(bucket, key)
 
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workflow_scripts.errors import InputError
+
 PATCH_SIZE = 16
 IMAGE_SIZE = 224
 LAYER_NORM_EPS = 1e-6
@@ -134,7 +136,7 @@ def build_vit(arch: str, in_chans: int = 5, seed: int = RANDOM_WEIGHTS_SEED) -> 
     the global random state is left as it was.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown ViT architecture {arch!r}; expected one of {sorted(ARCHS)}")
+        raise InputError(f"unknown ViT architecture {arch!r}; expected one of {sorted(ARCHS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VisionTransformer(ARCHS[arch], in_chans=in_chans)

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from workflow_scripts.embed.pipeline import EmbedError, RunOptions, embed_plate
-from workflow_scripts.embed.preprocess import Recipe
-from workflow_scripts.embed.synthetic import sparse_nuclei_field, write_plate
+from tests.support.dino_synthetic import sparse_nuclei_field, write_plate
+from tests.support.settings import make_recipe, make_run_options
+from workflow_scripts.dino.pipeline import EmbedError, embed_plate
 from workflow_scripts.omezarr.reader import PlateFormatError
 
 PLATE_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")
-OPTIONS = RunOptions(batch_size=5, workers=2, device="cpu")
+OPTIONS = make_run_options(batch_size=5, workers=2, device="cpu")
 
 
 def pooled_linear(seed: int = 0) -> nn.Module:
@@ -51,7 +51,7 @@ def small_plate(tmp_path_factory, small_wells):
 def test_planted_fields_keep_their_dense_crop_or_the_centre_crop(tmp_path):
     wells = {"A01": [planted(0, [5])], "B02": [planted(1, [])], "B03": [planted(2, [2, 7]), planted(3, [])]}
     path = write_plate(tmp_path / "planted.ome.zarr", wells, PLATE_CHANNELS, levels=1)
-    result = embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+    result = embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
     kept = result.fields.set_index(["Metadata_Well", "Metadata_Field"])["Metadata_n_crops_kept"]
     assert kept.to_dict() == {("A01", 0): 1, ("B02", 0): 1, ("B03", 0): 2, ("B03", 1): 1}
     wells_table = result.wells.set_index("Metadata_Well")
@@ -62,7 +62,7 @@ def test_planted_fields_keep_their_dense_crop_or_the_centre_crop(tmp_path):
 
 def test_excluded_and_unusable_fields_are_counted_not_embedded(small_plate):
     exclude = frozenset({("C03", 0)})
-    result = embed_plate(str(small_plate), pooled_linear(), Recipe(), OPTIONS, exclude=exclude)
+    result = embed_plate(str(small_plate), pooled_linear(), make_recipe(), OPTIONS, exclude=exclude)
     assert result.fields[["Metadata_Well", "Metadata_Field"]].values.tolist() == [["A01", 0], ["A01", 1]]
     wells = result.wells.set_index("Metadata_Well")
     assert list(wells.index) == ["A01"]
@@ -73,7 +73,7 @@ def test_excluded_and_unusable_fields_are_counted_not_embedded(small_plate):
 
 
 def test_field_embeddings_are_crop_means_and_wells_pool_crops(small_plate):
-    result = embed_plate(str(small_plate), pooled_linear(), Recipe(), OPTIONS)
+    result = embed_plate(str(small_plate), pooled_linear(), make_recipe(), OPTIONS)
     fields = result.fields.set_index(["Metadata_Well", "Metadata_Field"])
     a01 = fields.loc["A01"]
     weights = a01["Metadata_n_crops_kept"].to_numpy()[:, None]
@@ -89,8 +89,8 @@ def test_ngff_04_and_channel_order_do_not_change_results(tmp_path, small_plate, 
     reordered = {well: [field[order] for field in fields] for well, fields in small_wells.items()}
     v04 = write_plate(tmp_path / "v04.ome.zarr", reordered, permuted, ngff_version="0.4")
     assert (v04 / ".zattrs").is_file()
-    expected = embed_plate(str(small_plate), pooled_linear(), Recipe(), OPTIONS)
-    got = embed_plate(str(v04), pooled_linear(), Recipe(), RunOptions(batch_size=64, workers=1, device="cpu"))
+    expected = embed_plate(str(small_plate), pooled_linear(), make_recipe(), OPTIONS)
+    got = embed_plate(str(v04), pooled_linear(), make_recipe(), make_run_options(batch_size=64, workers=1, device="cpu"))
     np.testing.assert_allclose(got.wells.filter(like="dino_"), expected.wells.filter(like="dino_"), rtol=1e-5)
     np.testing.assert_allclose(got.fields.filter(like="dino_"), expected.fields.filter(like="dino_"), rtol=1e-5)
 
@@ -99,7 +99,7 @@ def test_missing_channel_is_named(tmp_path, small_wells):
     labels = ("DNA", "AGP", "RNA", "ER", "MitoTracker")
     path = write_plate(tmp_path / "renamed.ome.zarr", {"A01": small_wells["A01"]}, labels, levels=1)
     with pytest.raises(EmbedError, match=r"renamed.ome.zarr well A01 field 0: channel\(s\) \['Mito'\] not among"):
-        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
 
 
 def test_field_smaller_than_a_crop_is_named(tmp_path):
@@ -107,20 +107,20 @@ def test_field_smaller_than_a_crop_is_named(tmp_path):
         tmp_path / "tiny.ome.zarr", {"D04": [planted(0, [], size=448)[:, :200]]}, PLATE_CHANNELS, levels=1
     )
     with pytest.raises(EmbedError, match=r"well D04 field 0: \(200, 448\) pixels is smaller"):
-        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
 
 
 def test_field_with_fewer_channels_than_labels_is_named(tmp_path, small_wells):
     path = write_plate(tmp_path / "short.ome.zarr", {"A01": [small_wells["C03"][0][:4]]}, PLATE_CHANNELS, levels=1)
     with pytest.raises(EmbedError, match=r"well A01 field 0: shape \(4, 448, 448\), expected \(c, y, x\) with c = 5"):
-        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
 
 
 def test_pixels_other_than_uint16_are_refused(tmp_path, small_wells):
     as_float = {"E05": [small_wells["C03"][0].astype(np.float32)]}
     path = write_plate(tmp_path / "float.ome.zarr", as_float, PLATE_CHANNELS, levels=1)
     with pytest.raises(EmbedError, match="well E05 field 0: pixels are float32, expected uint16"):
-        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
 
 
 def test_damaged_chunk_is_named(tmp_path, small_wells):
@@ -128,9 +128,9 @@ def test_damaged_chunk_is_named(tmp_path, small_wells):
     chunk = next(p for p in (path / "A" / "1" / "1" / "s0").rglob("*") if p.is_file() and p.name != "zarr.json")
     chunk.write_bytes(chunk.read_bytes()[:50])
     with pytest.raises(PlateFormatError, match=r"damaged.ome.zarr: well A01 field 1 cannot be read"):
-        embed_plate(str(path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(path), pooled_linear(), make_recipe(), OPTIONS)
 
 
 def test_a_folder_that_is_no_plate_is_refused(tmp_path):
     with pytest.raises(PlateFormatError, match=f"{tmp_path}: not a zarr group"):
-        embed_plate(str(tmp_path), pooled_linear(), Recipe(), OPTIONS)
+        embed_plate(str(tmp_path), pooled_linear(), make_recipe(), OPTIONS)

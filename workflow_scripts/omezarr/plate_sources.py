@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts.wells import join_well, split_well, well_sort_key
+from workflow_scripts.errors import InputError
+from workflow_scripts.fetch.s3 import parse_s3_url
 from workflow_scripts.paths import cache_path
-from workflow_scripts.s3 import parse_s3_url
+from workflow_scripts.wells import join_well, split_well, well_sort_key
 
 PLATE_COLUMNS = ("Metadata_Source", "Metadata_Batch", "Metadata_Plate")
 FIELD_COLUMNS = ("Metadata_Well", "Metadata_Site")
@@ -59,7 +60,7 @@ def read_plate_sources(load_data: str | Path, cache_dir: str | Path, channels: S
     table = pd.read_parquet(load_data)
     _check_columns(table, load_data, channels)
     if table.empty:
-        raise ValueError(f"{load_data}: load_data has no rows")
+        raise InputError(f"{load_data}: load_data has no rows")
     source, batch, plate = (_single_value(table, column, load_data) for column in PLATE_COLUMNS)
     wells = _wells(table, plate, cache_dir, channels)
     illum_urls = _illum_urls(table, plate, channels)
@@ -83,21 +84,21 @@ def local_path(cache_dir: str | Path, url: str) -> Path:
 
 def _check_columns(table: pd.DataFrame, load_data: str | Path, channels: Sequence[str]) -> None:
     if not channels:
-        raise ValueError("no channels configured")
+        raise InputError("no channels configured")
     required = [*PLATE_COLUMNS, *FIELD_COLUMNS, *(f"URL_Orig{ch}" for ch in channels)]
     missing = [column for column in required if column not in table.columns]
     if missing:
-        raise ValueError(f"{load_data}: missing columns {missing}")
+        raise InputError(f"{load_data}: missing columns {missing}")
     for column in required:
         if table[column].isna().any():
             rows = table.index[table[column].isna()].tolist()[:5]
-            raise ValueError(f"{load_data}: empty values in column {column} (rows {rows})")
+            raise InputError(f"{load_data}: empty values in column {column} (rows {rows})")
 
 
 def _single_value(table: pd.DataFrame, column: str, load_data: str | Path) -> str:
     values = sorted(table[column].astype(str).unique())
     if len(values) != 1:
-        raise ValueError(f"{load_data}: expected one plate, column {column} has {values[:5]}")
+        raise InputError(f"{load_data}: expected one plate, column {column} has {values[:5]}")
     return values[0]
 
 
@@ -118,7 +119,7 @@ def _wells(
     duplicated = table.duplicated(["Metadata_Well", "Metadata_Site"], keep=False)
     if duplicated.any():
         pairs = table.loc[duplicated, ["Metadata_Well", "Metadata_Site"]].drop_duplicates()
-        raise ValueError(f"plate {plate}: well/site listed twice: {pairs.values.tolist()[:5]}")
+        raise InputError(f"plate {plate}: well/site listed twice: {pairs.values.tolist()[:5]}")
     table = table.assign(_order=_site_order(table["Metadata_Site"]))
     url_columns = [f"URL_Orig{ch}" for ch in channels]
     wells: dict[str, tuple[FieldSource, ...]] = {}
@@ -142,7 +143,7 @@ def _checked_well(well: str, plate: str) -> str:
     try:
         return join_well(*split_well(well))
     except ValueError as error:
-        raise ValueError(f"plate {plate}: {error}") from None
+        raise InputError(f"plate {plate}: {error}") from None
 
 
 def _pixel_size_um(table: pd.DataFrame, plate: str) -> float | None:
@@ -152,11 +153,11 @@ def _pixel_size_um(table: pd.DataFrame, plate: str) -> float | None:
     try:
         values = {float(v) for v in table[PIXEL_SIZE_COLUMN].dropna().astype(str)}
     except ValueError as error:
-        raise ValueError(f"plate {plate}: {PIXEL_SIZE_COLUMN} is not a number ({error})") from None
+        raise InputError(f"plate {plate}: {PIXEL_SIZE_COLUMN} is not a number ({error})") from None
     if not values:
         return None
     if len(values) != 1 or min(values) <= 0:
-        raise ValueError(f"plate {plate}: {PIXEL_SIZE_COLUMN} must be one positive value, got {sorted(values)}")
+        raise InputError(f"plate {plate}: {PIXEL_SIZE_COLUMN} must be one positive value, got {sorted(values)}")
     return round(values.pop() / METRES_PER_MICROMETRE, 9)
 
 
@@ -168,12 +169,12 @@ def _illum_urls(table: pd.DataFrame, plate: str, channels: Sequence[str]) -> dic
         return None
     if len(present) != len(columns):
         missing = sorted(set(columns.values()) - set(present))
-        raise ValueError(f"plate {plate}: illumination columns incomplete, missing {missing}")
+        raise InputError(f"plate {plate}: illumination columns incomplete, missing {missing}")
     urls = {}
     for ch, column in columns.items():
         values = table[column].dropna().astype(str).unique()
         if len(values) != 1 or table[column].isna().any():
-            raise ValueError(f"plate {plate}: {column} must hold one URL for every row, got {list(values)[:3]}")
+            raise InputError(f"plate {plate}: {column} must hold one URL for every row, got {list(values)[:3]}")
         urls[ch] = values[0]
     return urls
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts.errors import InputError
 from workflow_scripts.plates import read_metadata_csv
 from workflow_scripts.wells import normalize_well
 
 REQUIRED_METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
 
-class LoadDataError(ValueError):
+class LoadDataError(InputError):
     """LoadData that cannot be used; the message names the file and column."""
 
 

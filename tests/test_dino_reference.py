@@ -14,10 +14,11 @@ import zarr
 from skimage.filters import threshold_otsu
 from torch import nn
 
-from workflow_scripts.embed.pipeline import RunOptions, embed_plate
-from workflow_scripts.embed.preprocess import Recipe, prepare_fields
-from workflow_scripts.embed.synthetic import write_plate
-from workflow_scripts.embed.vit import build_vit
+from tests.support.dino_synthetic import write_plate
+from tests.support.settings import make_recipe, make_run_options
+from workflow_scripts.dino.pipeline import embed_plate
+from workflow_scripts.dino.preprocess import Recipe, prepare_fields
+from workflow_scripts.dino.vit import build_vit
 
 PLATE_CHANNELS = ("DNA", "AGP", "RNA", "ER", "Mito")  # the OME-Zarr order; the model's differs
 TOLERANCE = 1e-4
@@ -77,7 +78,7 @@ def real_plate(tmp_path_factory, real_fields):
 
 @pytest.mark.parametrize("normalization", ["dataset", "self"])
 def test_prepared_crops_match_reference(real_fields, normalization):
-    recipe = Recipe(normalization=normalization)
+    recipe = make_recipe(normalization=normalization)
     order = [PLATE_CHANNELS.index(c) for c in recipe.channels]
     prepared = prepare_fields(torch.from_numpy(np.stack(real_fields))[:, order], recipe)
     for index, field in enumerate(real_fields):
@@ -91,8 +92,8 @@ def test_prepared_crops_match_reference(real_fields, normalization):
 def test_well_embeddings_match_reference(real_plate):
     path, wells = real_plate
     model = build_vit("vit_small")
-    recipe = Recipe()
-    result = embed_plate(str(path), model, recipe, RunOptions(batch_size=20, workers=2, device="cpu"))
+    recipe = make_recipe()
+    result = embed_plate(str(path), model, recipe, make_run_options(batch_size=20, workers=2, device="cpu"))
     got = result.wells.set_index("Metadata_Well").filter(like="dino_")
     for well, fields in wells.items():
         crops = [crop for field in fields for crop in reference_crops(field, PLATE_CHANNELS, recipe)[0]]
@@ -111,8 +112,8 @@ def pooled_linear(seed: int = 0) -> nn.Module:
 def test_median_aggregation_and_field_table_match_reference(real_plate):
     path, wells = real_plate
     model = pooled_linear()
-    recipe = Recipe(aggregation="median", normalization="self")
-    result = embed_plate(str(path), model, recipe, RunOptions(batch_size=7, workers=3, device="cpu"))
+    recipe = make_recipe(aggregation="median", normalization="self")
+    result = embed_plate(str(path), model, recipe, make_run_options(batch_size=7, workers=3, device="cpu"))
     got_wells = result.wells.set_index("Metadata_Well").filter(like="dino_")
     got_fields = result.fields.set_index(["Metadata_Well", "Metadata_Field"])
     for well, fields in wells.items():

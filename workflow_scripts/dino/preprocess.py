@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+
+from workflow_scripts.errors import InputError
 
 UINT16_MAX = 65535.0
 DEFAULT_CHANNELS = ("Mito", "AGP", "RNA", "ER", "DNA")
@@ -28,11 +31,11 @@ AGGREGATIONS = ("mean", "median")
 class Recipe:
     """Every parameter of the recipe; stored with the outputs so they can be reproduced."""
 
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
-    mean: tuple[float, ...] = DEFAULT_MEAN
-    std: tuple[float, ...] = DEFAULT_STD
-    normalization: str = "dataset"
-    aggregation: str = "mean"
+    channels: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    normalization: str
+    aggregation: str
     crop_size: int = 224
     clip_percentiles: tuple[float, float] = (0.1, 99.9)
     otsu_step: int = 10
@@ -41,22 +44,34 @@ class Recipe:
     foreground_factor: float = 0.7
     min_foreground_fraction: float = 0.01
 
+    @classmethod
+    def from_config(cls, embedding: dict[str, Any]) -> Recipe:
+        """The recipe of the config's ``embedding`` section; no mean/std means CellPaintSSL's, by stain."""
+        channels = tuple(embedding["channels"])
+        if (embedding["mean"] is None) != (embedding["std"] is None):
+            raise InputError("config keys embedding.mean and embedding.std go together: give both or neither")
+        if embedding["mean"] is None:
+            mean, std = default_statistics(channels)
+        else:
+            mean, std = tuple(embedding["mean"]), tuple(embedding["std"])
+        return cls(channels, mean, std, embedding["normalization"], embedding["aggregation"])
+
     def __post_init__(self) -> None:
         if len(set(self.channels)) != len(self.channels):
-            raise ValueError(f"recipe channels repeat a name: {list(self.channels)}")
+            raise InputError(f"recipe channels repeat a name: {list(self.channels)}")
         if not len(self.mean) == len(self.std) == len(self.channels):
-            raise ValueError(
+            raise InputError(
                 f"recipe needs one mean and one std per channel {list(self.channels)}; "
                 f"got {len(self.mean)} means and {len(self.std)} stds"
             )
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"recipe stds must be positive: {list(self.std)}")
+            raise InputError(f"recipe stds must be positive: {list(self.std)}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization {self.normalization!r} is not one of {NORMALIZATIONS}")
+            raise InputError(f"normalization {self.normalization!r} is not one of {NORMALIZATIONS}")
         if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation {self.aggregation!r} is not one of {AGGREGATIONS}")
+            raise InputError(f"aggregation {self.aggregation!r} is not one of {AGGREGATIONS}")
         if self.foreground_channel not in self.channels:
-            raise ValueError(f"foreground channel {self.foreground_channel!r} is not in {list(self.channels)}")
+            raise InputError(f"foreground channel {self.foreground_channel!r} is not in {list(self.channels)}")
 
     @property
     def foreground_index(self) -> int:
@@ -70,7 +85,7 @@ def default_statistics(channels: tuple[str, ...]) -> tuple[tuple[float, ...], tu
     """The CellPaintSSL means and stds looked up by stain, for any channel order."""
     unknown = [name for name in channels if name not in DEFAULT_STATISTICS]
     if unknown:
-        raise ValueError(f"no default mean/std for channel(s) {unknown}; give them explicitly")
+        raise InputError(f"no default mean/std for channel(s) {unknown}; give them explicitly")
     mean, std = zip(*(DEFAULT_STATISTICS[name] for name in channels), strict=True)
     return tuple(mean), tuple(std)
 
@@ -168,7 +183,7 @@ def crop_grid(fields: torch.Tensor, size: int) -> torch.Tensor:
     batch, channels, height, width = fields.shape
     rows, cols = height // size, width // size
     if rows == 0 or cols == 0:
-        raise ValueError(f"field of {height}×{width} pixels is smaller than one {size}-pixel crop")
+        raise InputError(f"field of {height}×{width} pixels is smaller than one {size}-pixel crop")
     grid = fields[:, :, : rows * size, : cols * size].reshape(batch, channels, rows, size, cols, size)
     return grid.permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, channels, size, size)
 

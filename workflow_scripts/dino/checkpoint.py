@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workflow_scripts.fetch_objects import FetchError, download_objects
-from workflow_scripts.s3 import make_client, parse_s3_url
+from workflow_scripts.errors import InputError
+from workflow_scripts.fetch.objects import FetchError, download_objects
+from workflow_scripts.fetch.s3 import make_client, parse_s3_url
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ STRIPPED_PREFIXES = ("module.", "backbone.")
 DROPPED_PREFIX = "head."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be loaded; the message names the file and keys."""
 
 

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 import torch
 
-from workflow_scripts.embed.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-from workflow_scripts.embed.model import prepare_model
-from workflow_scripts.embed.vit import ARCHS, VisionTransformer, build_vit
+from workflow_scripts.dino.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from workflow_scripts.dino.model import prepare_model
+from workflow_scripts.dino.vit import ARCHS, VisionTransformer, build_vit
 from workflow_scripts.paths import cache_path
 
 

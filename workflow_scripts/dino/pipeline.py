@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from workflow_scripts.embed.device import DeviceClock, select_device, select_precision
-from workflow_scripts.embed.preprocess import PreparedFields, Recipe, prepare_fields
-from workflow_scripts.embed.tables import FieldRecord, field_table, well_table
+from workflow_scripts.dino.device import DeviceClock, select_device, select_precision
+from workflow_scripts.dino.preprocess import PreparedFields, Recipe, prepare_fields
+from workflow_scripts.dino.tables import FieldRecord, field_table, well_table
+from workflow_scripts.errors import InputError
 from workflow_scripts.omezarr.reader import FieldInfo, OmeZarrPlate, open_plate
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 FIELDS_PER_STEP_DIVISOR = 16  # a 1080² field yields 16 crops: one step ≈ one model batch
 
 
-class EmbedError(ValueError):
+class EmbedError(InputError):
     """Input the embedding stage cannot use; the message names the plate and field."""
 
 
@@ -41,10 +43,15 @@ class EmbedError(ValueError):
 class RunOptions:
     """How to run (not what to compute): none of these change the recipe's result beyond rounding."""
 
-    batch_size: int = 256
-    workers: int = 8
-    device: str = "auto"
-    precision: str = "auto"
+    batch_size: int
+    workers: int
+    device: str
+    precision: str
+
+    @classmethod
+    def from_config(cls, embedding: dict[str, Any]) -> RunOptions:
+        """The execution settings of the config's ``embedding`` section."""
+        return cls(embedding["batch_size"], embedding["workers"], embedding["device"], embedding["precision"])
 
 
 @dataclass
@@ -247,7 +254,7 @@ def embed_plate(
     plate_zarr: str,
     model: nn.Module,
     recipe: Recipe,
-    options: RunOptions = RunOptions(),
+    options: RunOptions,
     exclude: frozenset[tuple[str, int]] = frozenset(),
 ) -> PlateEmbeddings:
     """Embed every field of an OME-Zarr plate except ``exclude`` ((well, field) pairs).

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
 import zarr
 from skimage.filters import threshold_otsu
 
-from workflow_scripts.embed.preprocess import (
+from tests.support.dino_synthetic import sparse_nuclei_field
+from tests.support.settings import make_recipe
+from workflow_scripts.dino.preprocess import (
     DEFAULT_CHANNELS,
     DEFAULT_MEAN,
     DEFAULT_STD,
@@ -20,7 +23,6 @@ from workflow_scripts.embed.preprocess import (
     otsu_thresholds,
     prepare_fields,
 )
-from workflow_scripts.embed.synthetic import sparse_nuclei_field
 
 DNA = DEFAULT_CHANNELS.index("DNA")
 
@@ -98,7 +100,7 @@ def kept_crop_indices(raw: np.ndarray, prepared, recipe: Recipe) -> list[int]:
 
 
 def test_foreground_rule_keeps_only_crops_with_enough_nuclei():
-    recipe = Recipe()
+    recipe = make_recipe()
     raw = planted_field(0, dense_crops=[5, 10])
     prepared = prepare_fields(torch.from_numpy(raw)[None], recipe)
     assert prepared.n_crops == 16
@@ -108,7 +110,7 @@ def test_foreground_rule_keeps_only_crops_with_enough_nuclei():
 
 
 def test_field_without_foreground_keeps_its_centre_crop():
-    recipe = Recipe()
+    recipe = make_recipe()
     raws = np.stack([planted_field(1, dense_crops=[]), planted_field(2, dense_crops=[3])])
     prepared = prepare_fields(torch.from_numpy(raws), recipe)
     assert prepared.n_kept.tolist() == [1, 1]
@@ -120,7 +122,7 @@ def test_field_without_foreground_keeps_its_centre_crop():
 def test_constant_channel_makes_a_field_unusable():
     raws = np.stack([planted_field(3, dense_crops=[1]), planted_field(4, dense_crops=[1])])
     raws[1, 0] = 0  # a zero-filled Mito channel
-    prepared = prepare_fields(torch.from_numpy(raws), Recipe())
+    prepared = prepare_fields(torch.from_numpy(raws), make_recipe())
     assert prepared.usable.tolist() == [True, False]
     assert prepared.constant_channels[1].tolist() == [True, False, False, False, False]
     assert prepared.n_kept.tolist() == [1, 0]
@@ -129,7 +131,7 @@ def test_constant_channel_makes_a_field_unusable():
 
 def test_self_standardization_uses_each_fields_own_statistics():
     raw = planted_field(5, dense_crops=list(range(16)))
-    prepared = prepare_fields(torch.from_numpy(raw)[None], Recipe(normalization="self"))
+    prepared = prepare_fields(torch.from_numpy(raw)[None], make_recipe(normalization="self"))
     fields, _ = clip_and_rescale(torch.from_numpy(raw).double()[None] / 65535, (0.1, 99.9))
     mean = fields[0].mean(dim=(1, 2))
     std = fields[0].std(dim=(1, 2), correction=0)
@@ -157,4 +159,4 @@ def test_default_statistics_follow_the_stain_not_the_position():
 )
 def test_invalid_recipes_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        Recipe(**kwargs)
+        dataclasses.replace(make_recipe(), **kwargs)

@@ -74,8 +74,9 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from workflow_scripts.errors import InputError, StageError
+from workflow_scripts.fetch.s3 import S3Location
 from workflow_scripts.paths import cache_path
-from workflow_scripts.s3 import S3Location
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"}
 
 
-class FetchError(RuntimeError):
+class FetchError(StageError, RuntimeError):
     """An object could not be fetched; the message names its key and why."""
 
 
@@ -120,9 +121,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+            raise InputError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError(f"retry delays must be >= 0: {self}")
+            raise InputError(f"retry delays must be >= 0: {self}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -253,7 +254,7 @@ def _missing(location: S3Location, error: MissingObjectError, allow_missing: boo
 def _in_parallel(work: Callable[[T], R], items: list[T], concurrency: int, stop: threading.Event) -> list[R]:
     """``work`` on every item in a thread pool; the first error stops the rest."""
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise InputError(f"concurrency must be >= 1, got {concurrency}")
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="fetch") as pool:

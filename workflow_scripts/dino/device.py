@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import torch
 
+from workflow_scripts.errors import InputError
+
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -17,9 +19,9 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
+        raise InputError("device 'cuda' requested but torch sees no CUDA GPU")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda")
+        raise InputError(f"device {name!r} is not one of auto, cpu, cuda")
     return torch.device(name)
 
 
@@ -28,7 +30,7 @@ def select_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in PRECISIONS:
-        raise ValueError(f"precision {name!r} is not one of auto, {', '.join(PRECISIONS)}")
+        raise InputError(f"precision {name!r} is not one of auto, {', '.join(PRECISIONS)}")
     return PRECISIONS[name]
 
 

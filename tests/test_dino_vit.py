@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from workflow_scripts.embed.vit import ARCHS, VisionTransformer, build_vit
+from workflow_scripts.dino.vit import ARCHS, VisionTransformer, build_vit
 
 
 def dino_parameter_names(depth: int) -> set[str]:

@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_scripts.embed.checkpoint import load_checkpoint, resolve_checkpoint, sha256_file
-from workflow_scripts.embed.vit import RANDOM_WEIGHTS_SEED, VisionTransformer, build_vit
+from workflow_scripts.dino.checkpoint import load_checkpoint, resolve_checkpoint, sha256_file
+from workflow_scripts.dino.vit import RANDOM_WEIGHTS_SEED, VisionTransformer, build_vit
+from workflow_scripts.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def prepare_model(
     model = build_vit(arch, in_chans=in_chans)
     if checkpoint is None:
         if not allow_random_weights:
-            raise ValueError(
+            raise InputError(
                 "no embedding checkpoint given; set one, or allow random weights explicitly "
                 "(embeddings are then labelled 'random weights')"
             )

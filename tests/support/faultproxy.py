@@ -15,7 +15,7 @@ the real server's answers whenever no fault is injected.
 Run it in-process as a context manager (``with FaultProxy(url, faults) as
 proxy``) or as its own process::
 
-    python -m workflow_scripts.faultproxy --upstream http://127.0.0.1:5000 --latency 0.05
+    python -m tests.support.faultproxy --upstream http://127.0.0.1:5000 --latency 0.05
 """
 
 from __future__ import annotations

@@ -1,0 +1,132 @@
+"""The one shape of every stage's command line.
+
+Each stage is ``python -m workflow_scripts.<stage> [action]`` with
+
+- ``--settings``: the config sections it needs, as JSON text or as a YAML/JSON
+  config file; every key left out takes its default from the schema;
+- ``--input NAME=PATH`` and ``--output NAME=PATH``, named as in the rule;
+- ``--plate DATASET/SOURCE/BATCH/PLATE`` where the stage works on one plate;
+- ``--threads N``.
+
+The rule hands these over in one piece (``stage_call`` in
+``rules/common.smk``), and a person can run the same command by hand. Every
+stage ends the same way: an expected failure (``StageError``) is one log line
+and exit status 1; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workflow_scripts.errors import InputError, StageError
+from workflow_scripts.fetch.gallery import PlateRef
+from workflow_scripts.logs import configure_logging
+from workflow_scripts.settings import complete
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """What one run of a stage is given."""
+
+    settings: dict[str, Any]
+    inputs: dict[str, list[Path]]
+    outputs: dict[str, list[Path]]
+    plate_id: str | None
+    threads: int
+
+    @property
+    def plate(self) -> PlateRef:
+        """The plate this call works on; an error if none was given."""
+        if self.plate_id is None:
+            raise InputError("this stage needs --plate DATASET/SOURCE/BATCH/PLATE")
+        parts = self.plate_id.split("/")
+        if len(parts) != 4 or not all(parts):
+            raise InputError(f"--plate {self.plate_id!r} is not DATASET/SOURCE/BATCH/PLATE")
+        return PlateRef(*parts)
+
+    def input(self, name: str) -> Path:
+        """The one path given as ``--input name=PATH``."""
+        return _one(self.inputs, name, "--input")
+
+    def output(self, name: str) -> Path:
+        """The one path given as ``--output name=PATH``."""
+        return _one(self.outputs, name, "--output")
+
+
+Action = Callable[[StageCall], None]
+
+
+def _one(paths: Mapping[str, list[Path]], name: str, option: str) -> Path:
+    found = paths.get(name, [])
+    if len(found) != 1:
+        raise InputError(f"expected one {option} {name}=PATH, got {len(found)}")
+    return found[0]
+
+
+def _grouped(pairs: Sequence[tuple[str, Path]]) -> dict[str, list[Path]]:
+    """``--input plans=a --input plans=b`` gives ``{"plans": [a, b]}``."""
+    grouped: dict[str, list[Path]] = {}
+    for name, path in pairs:
+        grouped.setdefault(name, []).append(path)
+    return grouped
+
+
+def _pair(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def read_settings(text: str) -> dict[str, Any]:
+    """JSON text, or the path of a YAML/JSON config file, completed from the schema."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        given = json.loads(stripped)
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise InputError(f"--settings {text!r} is neither JSON nor a config file")
+        given = yaml.safe_load(path.read_text()) or {}
+    return complete(given)
+
+
+def _parser(stage: str, actions: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m workflow_scripts.{stage}", description=__doc__.split("\n\n")[1])
+    if len(actions) > 1:
+        parser.add_argument("action", choices=actions)
+    parser.add_argument("--settings", default="{}", help="config sections as JSON, or a config file")
+    parser.add_argument("--input", type=_pair, action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--plate", default=None, metavar="DATASET/SOURCE/BATCH/PLATE")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def run_stage(stage: str, actions: Mapping[str, Action], argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, run the chosen action, and end the way every stage ends."""
+    configure_logging()
+    log = logging.getLogger(f"workflow_scripts.{stage}")
+    args = _parser(stage, list(actions)).parse_args(argv)
+    action = actions[getattr(args, "action", next(iter(actions)))]
+    try:
+        call = StageCall(
+            settings=read_settings(args.settings),
+            inputs=_grouped(args.input),
+            outputs=_grouped(args.output),
+            plate_id=args.plate,
+            threads=max(1, args.threads),
+        )
+        action(call)
+    except StageError as error:
+        log.error("%s", error)
+        return 1
+    return 0
