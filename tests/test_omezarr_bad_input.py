@@ -1,7 +1,9 @@
-"""Bad files make failed fields, not failed plates; bad tables and all-bad plates are errors."""
+"""Bad files make failed channels, not failed fields or plates; bad tables and all-bad plates are errors."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 
 import numpy as np
@@ -9,10 +11,10 @@ import pandas as pd
 import pytest
 import tifffile
 
+from tests.support.sample_plate import conversion_status, real_fields, sample_fields, truncate, write_fetched_plate
+from tests.support.settings import conversion_options
 from workflow_scripts.omezarr.__main__ import main as convert_main
-from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.reader import open_plate
-from workflow_scripts.omezarr.sample_plate import real_fields, sample_fields, write_fetched_plate
 from workflow_scripts.omezarr.writer import convert_plate, temp_path
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
@@ -22,10 +24,6 @@ SHAPE = (96, 128)
 @pytest.fixture(scope="module")
 def real(shared_fixtures):
     return real_fields(shared_fixtures / "jump-pixels", CHANNELS)[0]
-
-
-def _truncate(path):
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _corrupt(path):
@@ -46,7 +44,7 @@ def _wrong_dtype(path):
 
 # (damage, expected reason, the detail names)
 DAMAGE = {
-    ("A01", "2", "ER"): (_truncate, "unreadable", "failed to read"),
+    ("A01", "2", "ER"): (truncate, "unreadable", "failed to read"),
     ("A02", "1", "Mito"): (_corrupt, "unreadable", "Mito:"),
     ("A02", "2", "DNA"): (_zero_fill, "unreadable", "DNA:"),  # zero-filled file: not even a TIFF header
     ("B01", "1", "AGP"): (lambda path: path.unlink(), "missing file", "does not exist"),
@@ -66,7 +64,7 @@ def damaged(real, tmp_path_factory):
 
 def test_plate_converts_and_records_each_failure(damaged, tmp_path, caplog):
     caplog.set_level(logging.WARNING)
-    result = convert_plate(damaged.load_data, damaged.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+    result = convert_plate(damaged.load_data, damaged.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
     reader = open_plate(result.output)
     failed = {(info.well, info.site): info for info in reader.iter_fields() if not info.ok}
     assert set(failed) == {(well, site) for well, site, _ in DAMAGE}
@@ -74,8 +72,18 @@ def test_plate_converts_and_records_each_failure(damaged, tmp_path, caplog):
         info = failed[(well, site)]
         assert info.reason == reason
         assert detail in info.detail and f"{channel}:" in info.detail
-        assert not reader.read_field(well, info.field).any(), "failed fields are zeros"
-        assert any(well in m and reason in m for m in caplog.messages), f"log names {well} {reason}"
+        (failure,) = conversion_status(result.output, well, info.field)["failed_channels"]
+        assert (failure["channel"], failure["reason"]) == (channel, reason)
+        assert f"{channel}: {failure['detail']}" == info.detail
+        stored = reader.read_field(well, info.field)
+        for c, name in enumerate(CHANNELS):
+            if name == channel:
+                assert not stored[c].any(), "the failed channel is zeros"
+            else:
+                np.testing.assert_array_equal(stored[c], tifffile.imread(damaged.tiff(well, site, name)))
+        assert any(well in m and reason in m and f"zeros in {channel}" in m for m in caplog.messages), (
+            f"log names {well} {reason} {channel}"
+        )
     good = reader.read_field("B02", 1)
     np.testing.assert_array_equal(good[0], tifffile.imread(damaged.tiff("B02", "2", "DNA")))
     assert result.fields["failed"] == len(DAMAGE) and result.fields["total"] == 8
@@ -85,37 +93,55 @@ def test_plate_converts_and_records_each_failure(damaged, tmp_path, caplog):
         "shape mismatch": 1,
         "unreadable": 3,
     }
+    assert result.fields["failed_by_channel"] == {"AGP": 1, "DNA": 1, "ER": 2, "Mito": 1, "RNA": 1}
+    assert conversion_status(result.output, "B02", 1)["failed_channels"] == []
 
 
 def test_zero_filled_pixels_are_converted_for_qc_to_judge(real, tmp_path):
     fields = sample_fields(real, ["A01"], ["1", "2"], SHAPE)
     fields[("A01", "2")][:] = 0
     plate = write_fetched_plate(tmp_path, fields, CHANNELS)
-    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
     assert all(info.ok for info in open_plate(result.output).iter_fields())
+
+
+def test_plate_where_every_field_keeps_a_channel_converts(real, tmp_path):
+    plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01"], ["1", "2"], SHAPE), CHANNELS)
+    for channel in CHANNELS[1:]:
+        truncate(plate.tiff("A01", "1", channel))
+    plate.tiff("A01", "2", "Mito").unlink()
+    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
+    assert result.fields["failed"] == 2 and result.fields["failed_by_channel"]["Mito"] == 2
+    np.testing.assert_array_equal(
+        open_plate(result.output).read_field("A01", 0)[0], tifffile.imread(plate.tiff("A01", "1", "DNA"))
+    )
 
 
 def test_plate_where_every_field_fails_is_an_error_naming_it(real, tmp_path):
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01"], ["1", "2"], SHAPE), CHANNELS, plate="BR0042")
-    _truncate(plate.tiff("A01", "1", "DNA"))
-    plate.tiff("A01", "2", "Mito").unlink()
+    for site in ["1", "2"]:
+        for channel in CHANNELS:
+            truncate(plate.tiff("A01", site, channel))
+    plate.tiff("A01", "2", "Mito").unlink()  # a second reason within a failed field
     output = tmp_path / "BR0042.ome.zarr"
     with pytest.raises(ValueError, match=r"plate BR0042: every one of its 2 fields failed"):
-        convert_plate(plate.load_data, plate.cache_dir, output, CHANNELS, ConversionOptions())
+        convert_plate(plate.load_data, plate.cache_dir, output, CHANNELS, conversion_options())
     assert not output.exists() and not temp_path(output).exists()
 
 
 def test_cli_exits_nonzero_naming_the_plate(real, tmp_path, caplog):
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01"], ["1"], SHAPE), CHANNELS, plate="BR0043")
+    for channel in CHANNELS:
+        truncate(plate.tiff("A01", "1", channel))
     plate.tiff("A01", "1", "AGP").unlink()
     code = convert_main(
         [
-            "--load-data",
-            str(plate.load_data),
-            "--cache-dir",
-            str(plate.cache_dir),
+            "--settings",
+            json.dumps({"channels": CHANNELS, "cache_dir": str(plate.cache_dir)}),
+            "--input",
+            f"load_data={plate.load_data}",
             "--output",
-            str(tmp_path / "out.ome.zarr"),
+            f"plate={tmp_path / 'out.ome.zarr'}",
         ]
     )
     assert code == 1
@@ -126,7 +152,7 @@ def test_eight_bit_plate_is_rejected_up_front(tmp_path):
     fields = {("A01", "1"): np.ones((len(CHANNELS), *SHAPE), np.uint8)}
     plate = write_fetched_plate(tmp_path, fields, CHANNELS, plate="P8")
     with pytest.raises(ValueError, match=r"plate P8: TIFFs are uint8, expected uint16"):
-        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
 
 
 @pytest.mark.parametrize(
@@ -146,11 +172,13 @@ def test_malformed_load_data_is_an_error_naming_the_problem(real, tmp_path, edit
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["A01"], ["1", "2"], SHAPE), CHANNELS)
     edit(pd.read_parquet(plate.load_data)).to_parquet(plate.load_data)
     with pytest.raises(ValueError, match=message):
-        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+        convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
 
 
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="shard_per_field needs NGFF 0.5"):
-        ConversionOptions(ngff_version="0.4", shard_per_field=True)
+        conversion_options(ngff_version="0.4", shard_per_field=True)
     with pytest.raises(ValueError, match="pyramid_levels must be >= 2"):
-        ConversionOptions(pyramid_levels=1)
+        dataclasses.replace(conversion_options(), pyramid_levels=1)
+    with pytest.raises(ValueError, match="config key convert.pyramid_levels: 1 is less than the minimum of 2"):
+        conversion_options(pyramid_levels=1)

@@ -16,11 +16,12 @@ from ome_zarr.reader import Reader
 from skimage.transform import downscale_local_mean
 
 import workflow_scripts
+from tests.support.sample_plate import conversion_status, real_fields, sample_fields, truncate, write_fetched_plate
+from tests.support.settings import QC_DEFAULTS, conversion_options, qc_thresholds
 from workflow_scripts.omezarr.arrays import blosc, create_array, write_chunks
-from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.reader import open_plate
-from workflow_scripts.omezarr.sample_plate import real_fields, sample_fields, write_fetched_plate
 from workflow_scripts.omezarr.writer import convert_plate, temp_path
+from workflow_scripts.qc.plate_qc import run_plate_qc
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
 WELLS = ["A01", "A02", "B03"]
@@ -41,10 +42,10 @@ def fetched(real, tmp_path_factory):
 
 
 OPTIONS = {
-    "ngff-0.5": ConversionOptions(),
-    "ngff-0.4": ConversionOptions(ngff_version="0.4"),
-    "sharded": ConversionOptions(shard_per_field=True, pyramid_levels=2),
-    "two-workers": ConversionOptions(workers=2, compression_level=3),
+    "ngff-0.5": conversion_options(),
+    "ngff-0.4": conversion_options(ngff_version="0.4"),
+    "sharded": conversion_options(shard_per_field=True, pyramid_levels=2),
+    "two-workers": conversion_options(workers=2, compression_level=3),
 }
 
 
@@ -68,7 +69,12 @@ def test_every_pixel_equals_its_tiff(converted):
             assert stored.dtype == np.uint16 and stored.shape == (len(CHANNELS), *SHAPE)
             for c, channel in enumerate(CHANNELS):
                 np.testing.assert_array_equal(stored[c], tifffile.imread(plate.tiff(well, info.site, channel)))
-    assert result.fields == {"total": len(WELLS) * len(SITES), "failed": 0, "failed_by_reason": {}}
+    assert result.fields == {
+        "total": len(WELLS) * len(SITES),
+        "failed": 0,
+        "failed_by_reason": {},
+        "failed_by_channel": {},
+    }
     assert not temp_path(result.output).exists()
 
 
@@ -189,7 +195,7 @@ def test_provenance_and_gallery_illumination_kept_raw(converted):
 def test_sites_ordered_numerically_and_zero_based_sites_kept(real, tmp_path):
     sites = ["10", "0", "2"]
     plate = write_fetched_plate(tmp_path, sample_fields(real, ["C07"], sites, (64, 64)), CHANNELS, pixel_size_m=None)
-    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, ConversionOptions())
+    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
     reader = open_plate(result.output)
     assert [(info.field, info.site) for info in reader.fields("C07")] == [(0, "0"), (1, "2"), (2, "10")]
     np.testing.assert_array_equal(reader.read_field("C07", 2)[0], tifffile.imread(plate.tiff("C07", "10", "DNA")))
@@ -202,10 +208,28 @@ def test_sites_ordered_numerically_and_zero_based_sites_kept(real, tmp_path):
     ]
 
 
+def test_truncated_channel_loses_only_itself_and_qc_excludes_its_field(real, tmp_path):
+    plate = write_fetched_plate(tmp_path, sample_fields(real, WELLS, SITES, SHAPE), CHANNELS)
+    truncate(plate.tiff("A02", "2", "DNA"))
+    result = convert_plate(plate.load_data, plate.cache_dir, tmp_path / "p.ome.zarr", CHANNELS, conversion_options())
+    stored = open_plate(result.output).read_field("A02", 1)
+    assert not stored[0].any(), "the truncated DNA channel is zeros"
+    for c, channel in enumerate(CHANNELS[1:], start=1):
+        np.testing.assert_array_equal(stored[c], tifffile.imread(plate.tiff("A02", "2", channel)))
+    assert [failure["channel"] for failure in conversion_status(result.output, "A02", 1)["failed_channels"]] == ["DNA"]
+    assert result.fields["failed_by_channel"] == {"DNA": 1}
+    qc = run_plate_qc(result.output, tmp_path / "qc", qc_thresholds(), **QC_DEFAULTS)
+    qc = qc.set_index(["Metadata_Well", "Metadata_Site"])
+    damaged = qc.loc[("A02", "2")]
+    assert damaged["qc_excluded"] and not damaged["qc_pass"]
+    assert damaged["qc_reason"] == "unreadable" and damaged["qc_detail"].startswith("unreadable: DNA: ")
+    assert (qc.drop(index=[("A02", "2")])["conversion_reason"] == "").all()
+
+
 @pytest.mark.parametrize("ngff_version", ["0.5", "0.4"])
 @pytest.mark.parametrize("chunks", [(1, 40, 56), (3, 40, 56)])
 def test_direct_chunk_writes_are_the_bytes_zarr_writes(tmp_path, ngff_version, chunks):
-    options = ConversionOptions(ngff_version=ngff_version, compression_level=2)
+    options = conversion_options(ngff_version=ngff_version, compression_level=2)
     data = np.random.default_rng(0).integers(0, 4000, (3, 40, 56)).astype(np.uint16)
     group = zarr.open_group(tmp_path, mode="w", zarr_format=options.zarr_format)
     ours = create_array(group, "ours", data.shape, chunks, options)

@@ -19,7 +19,9 @@ import tifffile
 import zarr
 
 from workflow_scripts.illumination import illum_file_name
+from workflow_scripts.omezarr.keys import STATUS_KEY
 from workflow_scripts.paths import cache_path
+from workflow_scripts.wells import split_well
 
 BUCKET = "cellpainting-gallery"
 GAIN = 2.0  # shot-noise gain: counts per photo-electron
@@ -118,3 +120,15 @@ def write_fetched_plate(
 def _write(path: Path, writer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer(path)
+
+
+def truncate(path: Path) -> None:
+    """Cut a TIFF in half: its header still reads, its pixels do not (as an interrupted download)."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def conversion_status(plate: str | Path, well: str, field: int) -> dict:
+    """The status the converter recorded for one field, as stored (the reader exposes only part of it)."""
+    row, column = split_well(well)
+    statuses = zarr.open_group(Path(plate) / row / column, mode="r").attrs[STATUS_KEY]["fields"]
+    return next(status for status in statuses if status["field"] == field)

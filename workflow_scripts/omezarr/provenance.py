@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import workflow_scripts
-from workflow_scripts.omezarr.loaddata import PlateSources
 from workflow_scripts.omezarr.options import ConversionOptions
+from workflow_scripts.omezarr.plate_sources import PlateSources
 
 
 def plate_provenance(
@@ -74,8 +74,19 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def field_summary(reasons: Iterable[str]) -> dict:
-    """Fields converted and failed (by reason), for the plate attributes and the log."""
-    reasons = list(reasons)
-    failed = Counter(reason for reason in reasons if reason)
-    return {"total": len(reasons), "failed": sum(failed.values()), "failed_by_reason": dict(sorted(failed.items()))}
+def field_summary(statuses: Iterable[dict]) -> dict:
+    """Fields converted and failed, for the plate attributes and the log.
+
+    A field fails when any of its channels does; ``failed_by_reason`` counts
+    fields by their (first) reason, ``failed_by_channel`` counts the fields
+    each channel failed in, so a plate-wide problem with one channel shows.
+    """
+    statuses = list(statuses)
+    by_reason = Counter(status["reason"] for status in statuses if status["reason"])
+    by_channel = Counter(failure["channel"] for status in statuses for failure in status["failed_channels"])
+    return {
+        "total": len(statuses),
+        "failed": sum(by_reason.values()),
+        "failed_by_reason": dict(sorted(by_reason.items())),
+        "failed_by_channel": dict(sorted(by_channel.items())),
+    }

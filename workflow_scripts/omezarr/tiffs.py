@@ -1,10 +1,12 @@
 """Reading a field's channel TIFFs, turning every way they can be bad into a reason.
 
 The gallery holds corrupt, truncated and zero-filled TIFFs, and a fetch with
-``allow_missing`` can leave files out. One bad file must not stop a plate:
-``read_field`` returns the failure with a reason the QC stage reports
-('missing file', 'unreadable', 'shape mismatch', 'dtype mismatch').
-Zero-filled files read fine here; QC flags them from their pixels.
+``allow_missing`` can leave files out. One bad file must not stop a plate,
+nor cost the other channels of its field: ``read_field`` returns the
+readable channels, zeros for the others, and each failed channel with a
+reason the QC stage reports ('missing file', 'unreadable', 'shape
+mismatch', 'dtype mismatch'). Zero-filled files read fine here; QC flags
+them from their pixels.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from workflow_scripts.omezarr.loaddata import FieldSource
+from workflow_scripts.errors import InputError
+from workflow_scripts.omezarr.plate_sources import FieldSource
 
 PIXEL_DTYPE = np.dtype("uint16")
 PROBE_FIELDS = 16
@@ -33,25 +36,42 @@ class ChannelReadError(Exception):
 
 
 @dataclass(frozen=True)
-class FieldRead:
-    """A field's pixels (c, y, x) or, when any channel failed, why not."""
+class ChannelFailure:
+    """One channel of a field that could not be read, and why (``reason`` is the QC reason)."""
 
-    pixels: np.ndarray | None
-    reason: str = ""
-    detail: str = ""
+    channel: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class FieldRead:
+    """A field's pixels (c, y, x), zeros in the channels listed in ``failures``."""
+
+    pixels: np.ndarray
+    failures: tuple[ChannelFailure, ...]
+
+    @property
+    def reason(self) -> str:
+        """The first failure's reason, '' when every channel was read: the field's QC reason."""
+        return self.failures[0].reason if self.failures else ""
+
+    @property
+    def detail(self) -> str:
+        """Every failure's detail, each after its channel's name, for the log and QC."""
+        return "; ".join(f"{failure.channel}: {failure.detail}" for failure in self.failures)
 
 
 def read_field(field: FieldSource, channels: Sequence[str], shape: tuple[int, int]) -> FieldRead:
-    """All channels of one field, or the first failure's reason and every failure's detail."""
-    planes, failures = [], []
-    for channel, path in zip(channels, field.paths):
+    """Every channel of one field; one that cannot be read stays zeros, so the others are kept, and is recorded."""
+    pixels = np.zeros((len(channels), *shape), dtype=PIXEL_DTYPE)
+    failures = []
+    for plane, channel, path in zip(pixels, channels, field.paths):
         try:
-            planes.append(read_channel(path, shape))
+            plane[...] = read_channel(path, shape)
         except ChannelReadError as error:
-            failures.append((error.reason, f"{channel}: {error.detail}"))
-    if failures:
-        return FieldRead(None, failures[0][0], "; ".join(detail for _, detail in failures))
-    return FieldRead(np.stack(planes))
+            failures.append(ChannelFailure(channel, error.reason, error.detail))
+    return FieldRead(pixels, tuple(failures))
 
 
 def read_channel(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -82,12 +102,12 @@ def probe_field_shape(plate: str, fields: Sequence[FieldSource]) -> tuple[int, i
     step = max(1, len(fields) // PROBE_FIELDS)
     headers = Counter(header for field in fields[::step] for path in field.paths if (header := _header(path)))
     if not headers:
-        raise ValueError(f"plate {plate}: none of the sampled TIFFs could be read")
+        raise InputError(f"plate {plate}: none of the sampled TIFFs could be read")
     (shape, dtype), _ = headers.most_common(1)[0]
     if dtype != PIXEL_DTYPE.str:
-        raise ValueError(f"plate {plate}: TIFFs are {np.dtype(dtype)}, expected {PIXEL_DTYPE}")
+        raise InputError(f"plate {plate}: TIFFs are {np.dtype(dtype)}, expected {PIXEL_DTYPE}")
     if len(shape) != 2:
-        raise ValueError(f"plate {plate}: TIFF planes have shape {shape}, expected (y, x)")
+        raise InputError(f"plate {plate}: TIFF planes have shape {shape}, expected (y, x)")
     return shape
 
 

@@ -13,8 +13,10 @@ complete wells of a temporary plate made from the same inputs and
 parameters, rewrites the rest, and ends with the same bytes an
 uninterrupted run writes.
 
-A field whose TIFFs cannot be read is written as zeros (the plate stays
-rectangular) and recorded, with its reason, in its well's status for QC.
+A channel whose TIFF cannot be read is written as zeros (the plate stays
+rectangular) beside the field's readable channels, and recorded, with its
+reason, in its well's status for QC. A plate where no field has a readable
+channel is an error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,12 +36,13 @@ from ome_zarr.writer import write_multiscales_metadata, write_plate_metadata, wr
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 
+from workflow_scripts.errors import InputError
 from workflow_scripts.illumination import apply_illumination, load_illumination
 from workflow_scripts.omezarr.arrays import blosc, create_array, level_metadata, write_chunks
-from workflow_scripts.omezarr.layout import AXES, ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY, SUMMARY_KEY
-from workflow_scripts.omezarr.loaddata import FieldSource, PlateSources, read_plate_sources
+from workflow_scripts.omezarr.keys import AXES, ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY, SUMMARY_KEY
 from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.parallel import WorkerPool
+from workflow_scripts.omezarr.plate_sources import FieldSource, PlateSources, read_plate_sources
 from workflow_scripts.omezarr.provenance import field_summary, plate_provenance
 from workflow_scripts.omezarr.pyramid import level_shapes, pyramid
 from workflow_scripts.omezarr.tiffs import probe_field_shape, read_field
@@ -137,13 +140,13 @@ def _gallery_illumination(sources: PlateSources, shape: tuple[int, int], apply: 
     """
     if sources.illum_paths is None:
         if apply:
-            raise ValueError(f"plate {sources.plate}: apply_illumination is set but load_data has no URL_Illum columns")
+            raise InputError(f"plate {sources.plate}: apply_illumination is set but load_data has no URL_Illum columns")
         return None
     try:
         return load_illumination(sources.illum_paths, sources.channels, shape)
     except ValueError as error:
         if apply:
-            raise ValueError(f"plate {sources.plate}: {error}") from None
+            raise InputError(f"plate {sources.plate}: {error}") from None
         LOG.warning("plate %s: gallery illumination not kept: %s", sources.plate, error)
         return None
 
@@ -233,11 +236,9 @@ def _worker_illumination(
 
 
 def _write_field(nodes: dict, field: FieldSource, job: WellJob, illum: np.ndarray | None) -> dict:
+    """Write one field's pyramid and return its status: the field's reason and detail, and each failed channel."""
     read = read_field(field, job.channels, job.shape)
-    if read.pixels is None:
-        pixels = np.zeros((len(job.channels), *job.shape), dtype=np.uint16)
-    else:
-        pixels = read.pixels if illum is None else apply_illumination(read.pixels, illum)
+    pixels = read.pixels if illum is None else apply_illumination(read.pixels, illum)  # zeros stay zeros
     levels = pyramid(pixels, job.options.pyramid_levels)
     for index, level in enumerate(levels):
         array = nodes[f"{field.index}/{index}"]
@@ -253,7 +254,13 @@ def _write_field(nodes: dict, field: FieldSource, job: WellJob, illum: np.ndarra
         axes_units={"y": "micrometer", "x": "micrometer"} if job.pixel_size_um else None,
         metadata={"omero": _omero(job.channels, levels[-1])},
     )
-    return {"field": field.index, "site": field.site, "reason": read.reason, "detail": read.detail}
+    return {
+        "field": field.index,
+        "site": field.site,
+        "reason": read.reason,
+        "detail": read.detail,
+        "failed_channels": [asdict(failure) for failure in read.failures],
+    }
 
 
 def _datasets(levels: int, pixel_size_um: float | None) -> list[dict]:
@@ -288,22 +295,28 @@ def _omero(channels: Sequence[str], smallest: np.ndarray) -> dict:
 
 
 def _checked_summary(sources: PlateSources, statuses: dict[str, list[dict]], temp: Path) -> dict:
-    """Log every failed field; a plate where all fail is an error naming the plate."""
+    """Log every field with a failed channel; a plate where no field has a readable channel is an error naming it.
+
+    A field that kept some channels still counts as failed in the summary
+    (QC excludes it), but it is not lost: the plate has data to convert.
+    """
     for well, fields in statuses.items():
         for status in fields:
             if status["reason"]:
                 LOG.warning(
-                    "plate %s well %s site %s: %s (%s)",
+                    "plate %s well %s site %s: %s, zeros in %s (%s)",
                     sources.plate,
                     well,
                     status["site"],
                     status["reason"],
+                    ", ".join(failure["channel"] for failure in status["failed_channels"]),
                     status["detail"],
                 )
-    summary = field_summary(status["reason"] for fields in statuses.values() for status in fields)
-    if summary["failed"] == summary["total"]:
+    every_field = [status for fields in statuses.values() for status in fields]
+    summary = field_summary(every_field)
+    if all(len(status["failed_channels"]) == len(sources.channels) for status in every_field):
         shutil.rmtree(temp)
-        raise ValueError(
+        raise InputError(
             f"plate {sources.plate}: every one of its {summary['total']} fields failed: {summary['failed_by_reason']}"
         )
     return summary

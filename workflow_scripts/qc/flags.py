@@ -2,8 +2,9 @@
 
 Reasons, in the order they are reported (joined by '; '):
 - the conversion's reason ('unreadable', 'missing file', 'shape mismatch',
-  'dtype mismatch') when the TIFFs could not be read; nothing else is judged
-  for such a field, whose pixels are placeholders;
+  'dtype mismatch') when any channel's TIFF could not be read (the detail
+  names the channels); nothing else is judged for such a field, whose
+  failed channels are placeholder zeros;
 - 'zero-filled': a channel with only zeros (the gallery has such files);
 - 'constant': a channel with one value throughout, other than zero;
 - 'out of focus': a focus-channel power log-log slope more than

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.atomic import write_parquet_atomic
+from workflow_scripts.errors import InputError
 from workflow_scripts.illumination import compute_illumination, write_illumination
 from workflow_scripts.omezarr.parallel import WorkerPool
 from workflow_scripts.omezarr.reader import OmeZarrPlate, open_plate
@@ -50,7 +51,7 @@ class WellQcJob:
 
 
 def well_rows(job: WellQcJob) -> list[dict]:
-    """Status and metrics of every field of one well (no metrics for unreadable fields)."""
+    """Status and metrics of every field of one well (no metrics for a field with an unreadable channel)."""
     plate = open_plate(job.plate)
     rows = []
     for info in plate.fields(job.well):
@@ -65,8 +66,8 @@ def run_plate_qc(
     plate_path: str | Path,
     out_dir: str | Path,
     thresholds: QcThresholds,
-    exclude_flagged: bool = True,
-    illum_filter_size: float = 100.0,
+    exclude_flagged: bool,
+    illum_filter_size: float,
     workers: int = 1,
 ) -> pd.DataFrame:
     """QC one plate into ``out_dir``; raises (naming the plate) if no field passes."""
@@ -81,7 +82,7 @@ def run_plate_qc(
     table = table[LEADING_COLUMNS + [c for c in table.columns if c not in LEADING_COLUMNS]]
     _log_flags(plate.name, table, exclude_flagged)
     if not table["qc_pass"].any():
-        raise ValueError(f"plate {plate.name}: every one of its {len(table)} fields fails QC: {_reason_counts(table)}")
+        raise InputError(f"plate {plate.name}: every one of its {len(table)} fields fails QC: {_reason_counts(table)}")
     write_parquet_atomic(table, out_dir / FIELDS_FILE)
     write_heatmaps(table, plate.channels, out_dir, plate.name)
     _write_plate_illumination(plate, table, out_dir / ILLUM_DIR, illum_filter_size)
@@ -91,7 +92,7 @@ def run_plate_qc(
 def _check_channels(plate: OmeZarrPlate, thresholds: QcThresholds) -> None:
     for role, channel in [("focus", thresholds.focus_channel), ("DNA", thresholds.dna_channel)]:
         if channel not in plate.channels:
-            raise ValueError(f"plate {plate.name}: {role} channel {channel!r} is not among {plate.channels}")
+            raise InputError(f"plate {plate.name}: {role} channel {channel!r} is not among {plate.channels}")
 
 
 def _fields_table(plate: OmeZarrPlate, rows: list[dict]) -> pd.DataFrame:
