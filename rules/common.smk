@@ -4,6 +4,7 @@
 # its paths through `stage_io` (see workflow_scripts/stage.py).
 
 import json
+import re
 import shlex
 import sys
 
@@ -19,6 +20,20 @@ from workflow_scripts.plates import read_plate_table
 from workflow_scripts.settings import resolve_cache_dir
 
 validate(config, workflow.source_path("../config/config.schema.yaml"))
+
+
+def check_profile_variables():
+    """A profile value still reading `$NAME` means that variable is unset: say which to set."""
+    prefix = workflow.storage_settings.default_storage_prefix if workflow.storage_settings else None
+    unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", prefix or "")))
+    if unset:
+        raise WorkflowError(
+            f"--default-storage-prefix is {prefix!r}: set the environment variable(s) {', '.join(unset)} "
+            "(the profile takes them from the environment; see its config.yaml)"
+        )
+
+
+check_profile_variables()
 
 RESULTS = config["results_dir"]
 resolve_cache_dir(config)

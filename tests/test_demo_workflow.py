@@ -6,8 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.workflow import run_snakemake
-from workflow_scripts.paths import plate_dir
+from tests.support.workflow import plate_dir, run_snakemake
 
 pytestmark = pytest.mark.workflow
 

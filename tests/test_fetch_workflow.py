@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.workflow import run_snakemake
+from tests.support.workflow import plate_dir, run_snakemake
 from workflow_scripts.demo.build import BUCKET
 from workflow_scripts.fetch.s3 import parse_s3_url
-from workflow_scripts.paths import cache_path, plate_dir
+from workflow_scripts.paths import cache_path
 
 pytestmark = pytest.mark.workflow
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]

@@ -70,19 +70,61 @@ def test_local_and_slurm_profiles_dry_run(demo_gallery, s3_server, tmp_path):
         assert "gpu=1" in _dino_resources(result.stdout)
 
 
-def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path, monkeypatch):
+AWS_SITE = {
+    "AWS_REGION": "us-east-1",
+    "AWS_BATCH_JOB_QUEUE": "arn:aws:batch:us-east-1:000000000000:job-queue/test",
+    "AWS_BATCH_JOB_ROLE": "arn:aws:iam::000000000000:role/test",
+    "RESULTS_S3_PREFIX": "s3://results-bucket/run",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+def test_aws_batch_profile_dry_run(demo_gallery, s3_server, tmp_path):
+    """As shipped, with the site's values in the environment the profile names."""
     layout, root = demo_gallery
-    admin = s3_server.admin_client()
-    admin.create_bucket(Bucket="results-bucket")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    result = _dry_run(
-        "aws-batch", root, tmp_path, s3_server.endpoint_url,
+    s3_server.admin_client().create_bucket(Bucket="results-bucket")
+    result = run_snakemake(
+        tmp_path, root / "plates.csv", s3_server.endpoint_url,
+        "--dry-run", "--profile", str(REPO / "profiles" / "aws-batch"),
         "--storage-s3-endpoint-url", s3_server.endpoint_url,
-        "--default-storage-prefix", "s3://results-bucket/run",
+        env=AWS_SITE,
     )
     assert "rule fetch:" in result.stdout
     assert "_gpus=1" in _dino_resources(result.stdout)
+
+
+def test_aws_batch_profile_names_the_variable_to_set(demo_gallery, s3_server, tmp_path, monkeypatch):
+    layout, root = demo_gallery
+    monkeypatch.delenv("RESULTS_S3_PREFIX", raising=False)  # the jobs' environment is this one plus `env`
+    site = {k: v for k, v in AWS_SITE.items() if k != "RESULTS_S3_PREFIX"}
+    result = run_snakemake(
+        tmp_path, root / "plates.csv", s3_server.endpoint_url,
+        "--dry-run", "--profile", str(REPO / "profiles" / "aws-batch"), env=site, check=False,
+    )
+    assert result.returncode != 0
+    assert "set the environment variable(s) RESULTS_S3_PREFIX" in result.stderr
+    assert "botocore" not in result.stderr
+
+
+def test_a_config_without_checkpoint_plans_and_fetches(demo_gallery, s3_server, tmp_path):
+    """Only plates, dataset and gallery, as a new user writes it: plan and fetch need no model."""
+    layout, root = demo_gallery
+    minimal = {"dataset": layout.dataset}
+    run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, "plan", config=minimal, base=None)
+    table = (tmp_path / "fetch_plan.tsv").read_text()
+    assert all(plate.plate in table for plate in layout.plates), table
+    fetch = run_snakemake(
+        tmp_path, root / "plates.csv", s3_server.endpoint_url, "--dry-run", "--until", "fetch", "omezarr", "qc",
+        config=minimal, base=None,
+    )
+    assert "rule fetch:" in fetch.stdout and "rule dino:" not in fetch.stdout
+
+    everything = run_snakemake(tmp_path, root / "plates.csv", s3_server.endpoint_url, config=minimal, base=None, check=False)
+    assert everything.returncode != 0
+    assert "config key embedding.checkpoint is not set" in everything.stderr
+    assert not (tmp_path / "plates" / layout.dataset / layout.plates[0].source / layout.plates[0].batch
+                / layout.plates[0].plate / "load_data.parquet").exists()
 
 
 def test_profiles_request_gpus_and_timeouts():

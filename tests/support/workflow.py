@@ -9,7 +9,12 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plate_dir(results: str | Path, dataset: str, source: str, batch: str, plate: str) -> Path:
+    """A plate's output folder, as DESIGN.md and the README give it."""
+    return Path(results) / "plates" / dataset / source / batch / plate
 
 
 def venv_environment() -> dict[str, str]:
@@ -19,9 +24,16 @@ def venv_environment() -> dict[str, str]:
 
 
 def run_snakemake(
-    results: Path, plates: Path, endpoint_url: str, *args: str, config: dict | None = None, check: bool = True
+    results: Path,
+    plates: Path,
+    endpoint_url: str,
+    *args: str,
+    config: dict | None = None,
+    check: bool = True,
+    base: Path | None = REPO / "config" / "demo.yaml",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Snakemake on the demo config against the local S3 server, in a subprocess."""
+    """Snakemake on ``base`` (the demo config; None for none) against the local S3 server, in a subprocess."""
     gallery = {"bucket": "cellpainting-gallery", "endpoint_url": endpoint_url, "anonymous": True}
     overrides = {"results_dir": str(results), "plates": str(plates), "gallery": gallery, **(config or {})}
     results.mkdir(parents=True, exist_ok=True)
@@ -30,12 +42,13 @@ def run_snakemake(
     command = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config" / "demo.yaml"), str(override_file),
+        "--configfile", *([str(base)] if base else []), str(override_file),
         "--cores", "2",
         "--directory", str(results),
         *args,
     ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=venv_environment())
+    environment = {**venv_environment(), **(env or {})}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=environment)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
     return result
