@@ -11,9 +11,10 @@ the robust minimum), so every plate can be corrected the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 from scipy import ndimage
 
@@ -58,31 +59,27 @@ def apply_illumination(pixels: np.ndarray, illum: np.ndarray) -> np.ndarray:
     return np.clip(corrected, 0, UINT16_MAX).astype(np.uint16)
 
 
-def compute_illumination(fields: Iterable[np.ndarray], shape: tuple[int, int], filter_size: float) -> np.ndarray:
+def compute_illumination(
+    fields: da.Array | Sequence[np.ndarray], shape: tuple[int, int], filter_size: float, workers: int = 1
+) -> np.ndarray:
     """CellProfiler-style illumination functions (c, y, x) from a plate's fields.
 
     ``fields`` may be a reduced pyramid level: averaging commutes with block
     averaging, and the smoothing is far coarser than a pyramid step, so the
     function is computed small and interpolated to ``shape`` (full
     resolution). ``filter_size`` is the median filter's width in pixels of
-    ``shape``.
+    ``shape``. A lazy stack is averaged by ``workers`` threads, reading a few
+    fields at a time.
     """
-    mean = _mean_field(fields)
+    if len(fields) == 0:
+        raise InputError("no fields to compute an illumination function from")
+    stack = fields if isinstance(fields, da.Array) else da.stack(list(fields))
+    mean = stack.mean(axis=0, dtype=np.float64).compute(scheduler="threads", num_workers=workers)
     factor = shape[0] / mean.shape[1]
     size = max(1, round(filter_size / factor))
     smooth = np.stack([ndimage.median_filter(plane, size=size, mode="nearest") for plane in mean])
     full = np.stack([_resize(plane, shape) for plane in smooth])
     return np.stack([_rescale_robust_minimum(plane) for plane in full]).astype(np.float32)
-
-
-def _mean_field(fields: Iterable[np.ndarray]) -> np.ndarray:
-    total, count = None, 0
-    for field in fields:
-        total = field.astype(np.float64) if total is None else total + field
-        count += 1
-    if total is None:
-        raise InputError("no fields to compute an illumination function from")
-    return total / count
 
 
 def _resize(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -9,11 +9,13 @@ benchmark write them) are read too: they lack only the conversion status.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import zarr
@@ -156,6 +158,18 @@ class OmeZarrPlate:
     @property
     def levels(self) -> int:
         return len(self._multiscale["datasets"])
+
+    def lazy_fields(self, keys: Sequence[tuple[str, int]], level: int) -> da.Array:
+        """The (well, field) ``keys`` at ``level`` as one lazy (n, c, y, x) dask array.
+
+        Nothing is read until computed, and then by dask's scheduler, so a
+        plate-wide reduction reads fields in parallel and holds only a few.
+        """
+        array = self._first_image[self._multiscale["datasets"][level]["path"]]
+        read = dask.delayed(self.read_field, pure=True)
+        return da.stack(
+            [da.from_delayed(read(well, field, level), array.shape, array.dtype) for well, field in keys]
+        )
 
     @property
     def pixel_size_um(self) -> float | None:

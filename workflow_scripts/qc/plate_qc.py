@@ -85,7 +85,7 @@ def run_plate_qc(
         raise InputError(f"plate {plate.name}: every one of its {len(table)} fields fails QC: {_reason_counts(table)}")
     write_parquet_atomic(table, out_dir / FIELDS_FILE)
     write_heatmaps(table, plate.channels, out_dir, plate.name)
-    _write_plate_illumination(plate, table, out_dir / ILLUM_DIR, illum_filter_size)
+    _write_plate_illumination(plate, table, out_dir / ILLUM_DIR, illum_filter_size, workers)
     return table
 
 
@@ -118,7 +118,9 @@ def _reason_counts(table: pd.DataFrame) -> dict[str, int]:
     return reasons.value_counts().sort_index().to_dict()
 
 
-def _write_plate_illumination(plate: OmeZarrPlate, table: pd.DataFrame, out_dir: Path, filter_size: float) -> None:
+def _write_plate_illumination(
+    plate: OmeZarrPlate, table: pd.DataFrame, out_dir: Path, filter_size: float, workers: int
+) -> None:
     """The plate's illumination functions beside its QC: the gallery's, or computed from passing fields."""
     gallery = plate.illumination()
     if gallery is not None:
@@ -127,8 +129,8 @@ def _write_plate_illumination(plate: OmeZarrPlate, table: pd.DataFrame, out_dir:
     else:
         level = min(ILLUM_LEVEL, plate.levels - 1)
         passing = table[table["qc_pass"]]
-        fields = (plate.read_field(w, f, level) for w, f in zip(passing["Metadata_Well"], passing["Metadata_Field"]))
-        illum = compute_illumination(fields, plate.field_shape, filter_size)
+        fields = plate.lazy_fields(list(zip(passing["Metadata_Well"], passing["Metadata_Field"])), level)
+        illum = compute_illumination(fields, plate.field_shape, filter_size, workers)
         info = {
             "source": "computed",
             "fields": len(passing),
