@@ -80,8 +80,11 @@ def stage_io(wildcards, input, output):
         for name, value in files.items():
             for path in [value] if isinstance(value, str) else value:
                 options += [flag, f"{name}={path}"]
-    if "plate" in wildcards.keys():
+    plate_keys = {"dataset", "source", "batch", "plate"}
+    if plate_keys <= set(wildcards.keys()):
         options += ["--plate", PLATE_ID.format(**wildcards)]
+    for name in sorted(set(wildcards.keys()) - plate_keys):
+        options += ["--wildcard", f"{name}={wildcards[name]}"]
     return shlex.join(options)
 
 

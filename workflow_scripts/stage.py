@@ -6,6 +6,7 @@ Each stage is ``python -m workflow_scripts.<stage> [action]`` with
   config file; every key left out takes its default from the schema;
 - ``--input NAME=PATH`` and ``--output NAME=PATH``, named as in the rule;
 - ``--plate DATASET/SOURCE/BATCH/PLATE`` where the stage works on one plate;
+- ``--wildcard NAME=VALUE`` for the rule's other wildcards (``features``, ``method``);
 - ``--threads N``.
 
 The rule hands these over in one piece (``stage_call`` in
@@ -20,7 +21,7 @@ import argparse
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class StageCall:
     outputs: dict[str, list[Path]]
     plate_id: str | None
     threads: int
+    wildcards: dict[str, str] = field(default_factory=dict)
 
     @property
     def plate(self) -> PlateRef:
@@ -51,6 +53,12 @@ class StageCall:
         if len(parts) != 4 or not all(parts):
             raise InputError(f"--plate {self.plate_id!r} is not DATASET/SOURCE/BATCH/PLATE")
         return PlateRef(*parts)
+
+    def wildcard(self, name: str) -> str:
+        """The value given as ``--wildcard name=VALUE``."""
+        if name not in self.wildcards:
+            raise InputError(f"missing --wildcard {name}=VALUE")
+        return self.wildcards[name]
 
     def input(self, name: str) -> Path:
         """The one path given as ``--input name=PATH``."""
@@ -71,19 +79,19 @@ def _one(paths: Mapping[str, list[Path]], name: str, option: str) -> Path:
     return found[0]
 
 
-def _grouped(pairs: Sequence[tuple[str, Path]]) -> dict[str, list[Path]]:
+def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Path]]:
     """``--input plans=a --input plans=b`` gives ``{"plans": [a, b]}``."""
     grouped: dict[str, list[Path]] = {}
     for name, path in pairs:
-        grouped.setdefault(name, []).append(path)
+        grouped.setdefault(name, []).append(Path(path))
     return grouped
 
 
-def _pair(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, Path(path)
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def read_settings(text: str) -> dict[str, Any]:
@@ -107,6 +115,7 @@ def _parser(stage: str, actions: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--input", type=_pair, action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--plate", default=None, metavar="DATASET/SOURCE/BATCH/PLATE")
+    parser.add_argument("--wildcard", type=_pair, action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--threads", type=int, default=1)
     return parser
 
@@ -124,6 +133,7 @@ def run_stage(stage: str, actions: Mapping[str, Action], argv: Sequence[str] | N
             outputs=_grouped(args.output),
             plate_id=args.plate,
             threads=max(1, args.threads),
+            wildcards={name: str(value) for name, value in args.wildcard},
         )
         action(call)
     except StageError as error:
