@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from workflow_scripts.cellprofiler.output import wells_table, write_wells
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.support
+
+from tests.support.cellprofiler_synthetic import SyntheticPlate, write_synthetic_backend
+from workflow_scripts.cellprofiler.output import STAGE, wells_table
 from workflow_scripts.cellprofiler.sqlite_backend import aggregate_sqlite
-from workflow_scripts.cellprofiler.synthetic import (
-    SyntheticPlate,
-    write_synthetic_backend,
-)
+from workflow_scripts.provenance import write_table
 
 
 def run_stage(backend: Path, operation: str, out: Path, workers: int = 1) -> None:
     profiles = aggregate_sqlite(backend, f"benchmark backend {backend}", operation, workers)
-    write_wells(wells_table(profiles, "benchmark", "benchmark", "SYN00001"), {"operation": operation}, out)
+    write_table(wells_table(profiles, "benchmark", "benchmark", "SYN00001"), out, STAGE, {"operation": operation})
 
 
 def run_pycytominer(backend: Path, operation: str, out: Path) -> None:

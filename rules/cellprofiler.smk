@@ -1,15 +1,20 @@
-# CellProfiler: the gallery's single-cell features aggregated to wells (CPU nodes).
+# CellProfiler: the plate's fetched single cells aggregated to wells, without
+# the fields QC excludes (CPU nodes).
 
 
 rule cellprofiler:
+    input:
+        backend=f"{PLATE_DIR}/fetch/cellprofiler.parquet",
+        qc=f"{PLATE_DIR}/qc/fields.parquet",
     output:
-        f"{PLATE_DIR}/cellprofiler/wells.parquet",
+        wells=f"{PLATE_DIR}/cellprofiler/wells.parquet",
     log:
         f"{LOGS}/cellprofiler/{PLATE_ID}.log",
     benchmark:
         f"{BENCHMARKS}/cellprofiler/{PLATE_ID}.tsv"
     params:
-        args=cellprofiler_args,
+        settings=stage_settings("cellprofiler"),
+        io=stage_io,
     threads: config["cellprofiler"]["workers"]
     resources:
         mem_mb=8000,
@@ -17,4 +22,4 @@ rule cellprofiler:
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.cellprofiler --out {output:q} --workers {threads} {params.args} 2> {log:q}"
+        "python -m workflow_scripts.cellprofiler --settings {params.settings:q} {params.io} --threads {threads} 2> {log:q}"

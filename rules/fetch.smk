@@ -1,4 +1,5 @@
-# Fetch: LoadData, images and illumination files of each plate from S3.
+# Fetch: LoadData, images and illumination files of each plate from S3, and
+# the plate's CellProfiler output (the cellprofiler rule's declared input).
 
 
 rule fetch:
@@ -10,7 +11,8 @@ rule fetch:
     benchmark:
         f"{BENCHMARKS}/fetch/{PLATE_ID}.tsv"
     params:
-        args=fetch_args,
+        settings=stage_settings("fetch", "gallery", "sample", "channels", "cache_dir"),
+        io=stage_io,
     threads: 2
     resources:
         mem_mb=2000,
@@ -18,38 +20,60 @@ rule fetch:
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.fetch plate {params.args}"
-        " --out-load-data {output.load_data:q} --out-manifest {output.manifest:q} 2> {log:q}"
+        "python -m workflow_scripts.fetch plate --settings {params.settings:q} {params.io} 2> {log:q}"
+
+
+rule fetch_backend:
+    output:
+        manifest=f"{PLATE_DIR}/fetch/cellprofiler.parquet",
+    log:
+        f"{LOGS}/fetch_backend/{PLATE_ID}.log",
+    benchmark:
+        f"{BENCHMARKS}/fetch_backend/{PLATE_ID}.tsv"
+    params:
+        settings=stage_settings("cellprofiler", "fetch", "gallery", "cache_dir"),
+        io=stage_io,
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        CPU_ENV
+    shell:
+        "python -m workflow_scripts.fetch backend --settings {params.settings:q} {params.io} 2> {log:q}"
 
 
 rule plan_plate:
     output:
-        f"{PLATE_DIR}/fetch/plan.json",
+        plan=f"{PLATE_DIR}/fetch/plan.json",
     log:
         f"{LOGS}/plan/{PLATE_ID}.log",
     benchmark:
         f"{BENCHMARKS}/plan/{PLATE_ID}.tsv"
     params:
-        args=fetch_args,
+        settings=stage_settings("fetch", "gallery", "sample", "channels", "cache_dir", "features", "cellprofiler"),
+        io=stage_io,
     localrule: True
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.fetch plan {params.args} --out {output:q} 2> {log:q}"
+        "python -m workflow_scripts.fetch plan --settings {params.settings:q} {params.io} 2> {log:q}"
 
 
 rule plan:
-    """Print the objects and bytes each plate would download; downloads no image."""
+    """Print the objects and bytes each plate would download, its CellProfiler output apart; downloads no image."""
     input:
-        plate_targets(f"{PLATE_DIR}/fetch/plan.json"),
+        plans=plate_targets(f"{PLATE_DIR}/fetch/plan.json"),
     output:
-        f"{RESULTS}/fetch_plan.tsv",
+        summary=f"{RESULTS}/fetch_plan.tsv",
     log:
         f"{LOGS}/plan/summary.log",
     benchmark:
         f"{BENCHMARKS}/plan/summary.tsv"
+    params:
+        io=stage_io,
     localrule: True
     conda:
         CPU_ENV
     shell:
-        "python -m workflow_scripts.fetch summary {input:q} --out {output:q} 2> {log:q}"
+        "python -m workflow_scripts.fetch summary {params.io} 2> {log:q}"

@@ -15,17 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.cellprofiler_synthetic import (
+    SyntheticPlate,
+    all_wells,
+    write_synthetic_backend,
+)
 from workflow_scripts.cellprofiler.aggregate import (
     WellProfiles,
     aggregate_single_cells,
     summarize,
 )
 from workflow_scripts.cellprofiler.sqlite_backend import SqliteBackend, aggregate_sqlite
-from workflow_scripts.cellprofiler.synthetic import (
-    SyntheticPlate,
-    all_wells,
-    write_synthetic_backend,
-)
 
 FIXTURES = {
     "cell-health": "cellprofiler/cell-health/test-SQ00014613.sqlite",
@@ -188,3 +188,25 @@ def test_empty_image_table_is_an_error(tmp_path):
     con.close()
     with pytest.raises(ValueError, match="plate X: the Image table is empty"):
         aggregate_file(path, label="plate X")
+
+
+def test_sites_stored_as_numbers_match_qc_sites_as_text(shared_fixtures):
+    """The cell-health backend stores Metadata_Site as integers; QC names sites as LoadData's text."""
+    path = shared_fixtures / FIXTURES["cell-health"]
+    with SqliteBackend(path, "plate SQ00014613", exclude={("A01", "2"), ("O18", "1")}) as backend:
+        ours = aggregate_single_cells(backend, "median")
+    assert ours.wells == ["A01", "O18"]
+    np.testing.assert_array_equal(ours.fields_excluded, [1, 0])
+    assert ours.object_counts[0] == 0 and ours.object_counts[1] > 0
+
+
+def test_excluding_needs_a_site_column(tmp_path):
+    path = small_backend(tmp_path / "nosite.sqlite")
+    with sqlite3.connect(path) as con:
+        con.execute("DROP INDEX plate_well_image_idx")
+        for column in ("Metadata_Site", "Image_Metadata_Site"):
+            con.execute(f"ALTER TABLE Image DROP COLUMN {column}")
+    con.close()
+    assert list(aggregate_file(path).fields_excluded) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="plate X, Image table: neither Metadata_Site nor Image_Metadata_Site"):
+        SqliteBackend(path, "plate X", exclude={("A01", "1")})

@@ -1,24 +1,32 @@
-"""A whole demo plate fetched through an unreliable network, and bad LoadData."""
+"""A whole demo plate fetched through an unreliable network, bad LoadData, and plans."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from tests.support.faultproxy import FaultProxy, Faults
 from workflow_scripts.demo.build import BUCKET
-from workflow_scripts.faultproxy import FaultProxy, Faults
-from workflow_scripts.fetch import FetchSettings, fetch_plate
-from workflow_scripts.gallery import PlateRef
-from workflow_scripts.load_data import LoadDataError
+from workflow_scripts.errors import StageError
+from workflow_scripts.fetch.backend import backend_key, planned_sources
+from workflow_scripts.fetch.gallery import PlateRef
+from workflow_scripts.fetch.load_data import LoadDataError
+from workflow_scripts.fetch.plate import FetchSettings, fetch_plate, plan_plate, summarize_plans
+from workflow_scripts.fetch.s3 import parse_s3_url
 from workflow_scripts.paths import cache_path
-from workflow_scripts.s3 import parse_s3_url
+from workflow_scripts.settings import complete
 
 CHANNELS = ["DNA", "AGP", "RNA", "ER", "Mito"]
 
 
 def _settings(tmp_path, endpoint: str) -> FetchSettings:
-    return FetchSettings(bucket=BUCKET, cache_dir=tmp_path / "cache", channels=CHANNELS, endpoint_url=endpoint,
-                         concurrency=8, max_attempts=12)
+    config = {
+        "cache_dir": str(tmp_path / "cache"),
+        "channels": list(CHANNELS),
+        "gallery": {"bucket": BUCKET, "endpoint_url": endpoint},
+        "fetch": {"concurrency": 8, "max_attempts": 12},
+    }
+    return FetchSettings.from_config(complete(config))
 
 
 def test_plate_is_byte_identical_through_faults(demo_gallery, s3_server, tmp_path):
@@ -69,3 +77,36 @@ def test_plate_without_load_data_lists_the_keys_tried(s3_server, tmp_path):
     plate = PlateRef("cpg-demo", "source_1", "2025_01_13_Batch1", "NOLOADDATA")
     with pytest.raises(RuntimeError, match="plate NOLOADDATA: no LoadData .*load_data_with_illum.csv"):
         fetch_plate(plate, _settings(tmp_path, s3_server.endpoint_url), tmp_path / "a", tmp_path / "b")
+
+
+def test_plan_counts_the_cellprofiler_output_without_downloading_it(demo_gallery, s3_server, tmp_path):
+    """Only where CellProfiler features are wanted; the summary adds it to the totals."""
+    layout, root = demo_gallery
+    demo = layout.plates[0]
+    plate = PlateRef(layout.dataset, demo.source, demo.batch, demo.plate)
+    settings = _settings(tmp_path, s3_server.endpoint_url)
+    backend = root / "gallery" / backend_key(plate, "sqlite")
+    with_backend = plan_plate(plate, settings, tmp_path / "a.json", planned_sources(complete({})))
+    assert with_backend["cellprofiler_source"] == "sqlite"
+    assert (with_backend["cellprofiler_objects"], with_backend["cellprofiler_bytes"]) == (1, backend.stat().st_size)
+    assert not list((tmp_path / "cache").rglob("*.sqlite"))
+    images_only = plan_plate(plate, settings, tmp_path / "b.json", planned_sources(complete({"features": ["dino"]})))
+    assert not any(name.startswith("cellprofiler") for name in images_only)
+    assert images_only["bytes"] == with_backend["bytes"]
+
+    table = summarize_plans([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "plan.tsv")
+    total = table.iloc[-1]
+    assert total["dataset"] == "total" and total["bytes"] == 2 * images_only["bytes"]
+    assert total["cellprofiler_objects"] == 1 and total["cellprofiler_bytes"] == backend.stat().st_size
+    assert total["GB"] == round((2 * images_only["bytes"] + backend.stat().st_size) / 1e9, 3)
+    written = pd.read_csv(tmp_path / "plan.tsv", sep="\t")["cellprofiler_bytes"]
+    assert written.iloc[0] == written.iloc[2] == backend.stat().st_size and pd.isna(written.iloc[1])
+
+
+def test_plan_of_a_plate_without_cellprofiler_output_names_it(demo_gallery, s3_server, tmp_path):
+    layout, _ = demo_gallery
+    demo = layout.plates[0]
+    plate = PlateRef(layout.dataset, demo.source, demo.batch, demo.plate)
+    with pytest.raises(StageError, match=rf"plate {demo.plate}: no CellProfiler output found; tried .*profiles"):
+        plan_plate(plate, _settings(tmp_path, s3_server.endpoint_url), tmp_path / "p.json", ["profiles"])
+    assert not (tmp_path / "p.json").exists()

@@ -4,20 +4,23 @@ Real backends are tens of GB and cannot be shipped; the stage is tested and
 benchmarked on generated ones of any size instead. They carry what makes
 aggregation hard to get exactly right: per-well shifts, ties (values
 rounded), integer features, missing values (NULL), wells listed in the Image
-table without any cell, and odd and even cell counts per well.
+table without any cell, and odd and even cell counts per well. Beside them,
+``write_qc_fields`` writes the QC table that says which of their sites QC
+excludes.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from workflow_scripts.atomic import atomic_path
-from workflow_scripts.cellprofiler.layout import (
+from workflow_scripts.cellprofiler.backend_schema import (
     COMPARTMENTS,
     PARENT_COLUMNS,
     TABLE_NUMBER,
@@ -57,11 +60,15 @@ class SyntheticPlate:
         ]
 
 
+def synthetic_sites(plate: SyntheticPlate) -> list[tuple[str, str]]:
+    """(well, site) of every image of the backend, in ImageNumber order; sites count from 1."""
+    return [(well, str(s + 1)) for well in plate.wells for s in range(plate.sites)]
+
+
 def _images(plate: SyntheticPlate) -> list[tuple]:
     return [
-        image_row(TABLE_NUMBER, i * plate.sites + s + 1, plate.plate, well, str(s + 1))
-        for i, well in enumerate(plate.wells)
-        for s in range(plate.sites)
+        image_row(TABLE_NUMBER, number, plate.plate, well, site)
+        for number, (well, site) in enumerate(synthetic_sites(plate), start=1)
     ]
 
 
@@ -115,4 +122,26 @@ def write_synthetic_backend(path: str | Path, plate: SyntheticPlate) -> Path:
                 insert_objects(con, compartment, TABLE_NUMBER, _object_rows(plate, compartment, images, plate.seed + 1 + offset))
             create_indexes(con)
         con.close()
+    return path
+
+
+def write_qc_fields(
+    path: str | Path, plate: str, sites: Iterable[tuple[str, str]], excluded: Collection[tuple[str, str]] = ()
+) -> Path:
+    """A ``qc/fields.parquet`` with the columns later stages read: one row per
+    (well, site), fields numbered per well from 0, ``qc_excluded`` for ``excluded``."""
+    rows = pd.DataFrame(list(sites), columns=["Metadata_Well", "Metadata_Site"], dtype="string")
+    flagged = set(excluded)
+    table = pd.DataFrame(
+        {
+            "Metadata_Plate": pd.Series([plate] * len(rows), dtype="string"),
+            "Metadata_Well": rows["Metadata_Well"],
+            "Metadata_Site": rows["Metadata_Site"],
+            "Metadata_Field": rows.groupby("Metadata_Well").cumcount().astype("int64"),
+            "qc_excluded": pd.Series([site in flagged for site in rows.itertuples(index=False, name=None)], dtype=bool),
+        }
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path)
     return path

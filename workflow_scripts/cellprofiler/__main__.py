@@ -1,99 +1,82 @@
-"""Command line of the CellProfiler stage: one plate's well profiles.
+"""The CellProfiler stage: ``python -m workflow_scripts.cellprofiler`` (see ``workflow_scripts.stage``).
 
-    python -m workflow_scripts.cellprofiler --bucket cellpainting-gallery \\
-        --prefix cpg0016-jump/source_4 --batch 2021_04_26_Batch1 --plate BR00117035 \\
-        --cache-dir cache --out results/.../cellprofiler/wells.parquet \\
-        --metadata-source source_4
+Reads ``--input backend=`` (``fetch/cellprofiler.parquet``: the plate's
+CellProfiler output, fetched into the cache) and ``--input qc=``
+(``qc/fields.parquet``: the fields QC excludes), and writes ``--output wells=``
+(``cellprofiler/wells.parquet``). ``--threads`` processes read a SQLite
+backend. Settings: ``cellprofiler``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Collection
 
-from workflow_scripts.cellprofiler.aggregate import (
-    OPERATIONS,
-    WellProfiles,
-    aggregate_single_cells,
-)
+from workflow_scripts.cellprofiler.aggregate import WellProfiles, aggregate_single_cells
 from workflow_scripts.cellprofiler.analysis_csv import AnalysisCsvs
-from workflow_scripts.cellprofiler.output import wells_table, write_wells
-from workflow_scripts.cellprofiler.sources import (
-    DEFAULT_ORDER,
-    KINDS,
-    FetchedSource,
-    fetch_source,
-)
+from workflow_scripts.cellprofiler.output import STAGE, VERSIONED_PACKAGES, wells_table
+from workflow_scripts.cellprofiler.qc_exclusion import SINGLE_CELL_KINDS, Site, exclusion_record
 from workflow_scripts.cellprofiler.sqlite_backend import aggregate_sqlite
 from workflow_scripts.cellprofiler.well_tables import read_well_table
-from workflow_scripts.logs import configure_logging
-from workflow_scripts.s3 import make_client
+from workflow_scripts.fetch.backend import LocalBackend, read_backend_manifest
+from workflow_scripts.provenance import package_versions, write_table
+from workflow_scripts.qc.fields import read_qc_fields
+from workflow_scripts.stage import StageCall, run_stage
 
 log = logging.getLogger("workflow_scripts.cellprofiler")
 
 
-def build_profiles(fetched: FetchedSource, operation: str, plate: str, workers: int = 1) -> WellProfiles:
-    """Well profiles from whichever source was fetched.
+def build_profiles(
+    backend: LocalBackend, operation: str, exclude: Collection[Site], label: str, workers: int
+) -> WellProfiles:
+    """Well profiles from whichever output was fetched, the ``exclude`` sites left out.
 
     Finished well tables are taken as they are: their aggregation was chosen
     by whoever made them, and the provenance says so.
     """
-    label = f"plate {plate}, s3://{fetched.bucket}/{fetched.key}"
-    if fetched.kind == "sqlite":
-        return aggregate_sqlite(fetched.paths[0], label, operation, workers)
-    if fetched.kind == "analysis":
-        return aggregate_single_cells(AnalysisCsvs(fetched.paths, label), operation)
-    return read_well_table(fetched.paths[0], fetched.kind)
+    if backend.kind == "sqlite":
+        return aggregate_sqlite(backend.paths[0], label, operation, workers, exclude)
+    if backend.kind == "analysis":
+        folders = sorted({path.parent for path in backend.paths})
+        return aggregate_single_cells(AnalysisCsvs(folders, label, exclude), operation)
+    return read_well_table(backend.paths[0], backend.kind)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Every path and parameter is explicit: the Snakemake rule passes them all."""
-    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.cellprofiler", description=__doc__.splitlines()[0])
-    parser.add_argument("--bucket", default="cellpainting-gallery")
-    parser.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
-    access = parser.add_mutually_exclusive_group()
-    access.add_argument("--anonymous", dest="anonymous", action="store_true", default=True, help="unsigned requests (default)")
-    access.add_argument("--signed", dest="anonymous", action="store_false", help="signed requests with the usual AWS credentials")
-    parser.add_argument("--prefix", required=True, help="dataset/source prefix, e.g. cpg0016-jump/source_4")
-    parser.add_argument("--batch", required=True)
-    parser.add_argument("--plate", required=True)
-    parser.add_argument("--sources", nargs="+", choices=KINDS, default=list(DEFAULT_ORDER), help="sources in order of preference")
-    parser.add_argument("--operation", choices=OPERATIONS, default="median")
-    parser.add_argument("--cache-dir", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--metadata-source", required=True, help="Metadata_Source to stamp")
-    parser.add_argument("--metadata-batch", default=None, help="Metadata_Batch to stamp (default: --batch)")
-    parser.add_argument("--metadata-plate", default=None, help="Metadata_Plate to stamp (default: --plate)")
-    parser.add_argument("--workers", type=int, default=1, help="processes reading a SQLite backend")
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Fetch, aggregate and write one plate; any bad input raises, naming it."""
-    args = parse_args(argv)
-    configure_logging(args.log_level)
+def cellprofiler(call: StageCall) -> None:
+    """Aggregate one plate's fetched CellProfiler output to wells, without the fields QC excludes."""
     started = time.monotonic()
-    client = make_client(args.endpoint_url, args.anonymous)
-    fetched = fetch_source(client, args.bucket, args.prefix, args.batch, args.plate, args.cache_dir, args.sources)
-    profiles = build_profiles(fetched, args.operation, args.plate, args.workers)
-    single_cells = fetched.kind in ("sqlite", "analysis")
+    plate, operation = call.plate, call.settings["cellprofiler"]["operation"]
+    manifest, qc_fields = call.input("backend"), call.input("qc")
+    backend = read_backend_manifest(manifest, plate)
+    excluded = read_qc_fields(qc_fields, plate.plate).excluded_sites
+    label = f"plate {plate.plate}, {backend.location}"
+    profiles = build_profiles(backend, operation, excluded, label, call.threads)
     provenance = {
-        **fetched.provenance(),
-        "operation": args.operation if single_cells else "as stored in the source",
+        **backend.provenance(),
+        "manifest": str(manifest),
+        "operation": operation if backend.kind in SINGLE_CELL_KINDS else "as stored in the source",
+        "qc_fields": str(qc_fields),
+        "qc_exclusion": exclusion_record(backend.kind, excluded, profiles.wells, profiles.fields_excluded, label),
         "wells": len(profiles.wells),
         "features": len(profiles.features),
+        "versions": package_versions(VERSIONED_PACKAGES),
     }
-    table = wells_table(profiles, args.metadata_source, args.metadata_batch or args.batch, args.metadata_plate or args.plate)
-    write_wells(table, provenance, args.out)
+    out = call.output("wells")
+    write_table(wells_table(profiles, plate.source, plate.batch, plate.plate), out, STAGE, provenance)
     log.info(
         "plate %s: %d wells x %d features from %s in %.1f s -> %s",
-        args.plate, len(profiles.wells), len(profiles.features), fetched.kind, time.monotonic() - started, args.out,
+        plate.plate,
+        len(profiles.wells),
+        len(profiles.features),
+        backend.kind,
+        time.monotonic() - started,
+        out,
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("cellprofiler", {"cellprofiler": cellprofiler}, argv)
 
 
 if __name__ == "__main__":

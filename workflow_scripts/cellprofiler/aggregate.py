@@ -18,7 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from workflow_scripts.cellprofiler.layout import COMPARTMENTS
+from workflow_scripts.cellprofiler.backend_schema import COMPARTMENTS
+from workflow_scripts.errors import InputError
 
 OPERATIONS = ("median", "mean")
 
@@ -28,23 +29,28 @@ class WellProfiles:
     """One plate's profiles: a row per well, a column per feature.
 
     ``object_counts`` is None when the source (a finished profile table) does
-    not say how many cells each well had.
+    not say how many cells each well had; ``fields_excluded`` (per well, the
+    QC-excluded fields left out) is None when the source could not leave any
+    out, being aggregated per well already.
     """
 
     wells: list[str]
     object_counts: np.ndarray | None
     features: list[str]
     values: np.ndarray
+    fields_excluded: np.ndarray | None
 
 
 class SingleCellSource(Protocol):
     """What a single-cell reader offers: the plate's wells (from its image
     table, so that wells without cells are known), the features of each
-    compartment, and per compartment the cells of one well at a time."""
+    compartment, per well the QC-excluded fields it left out, and per
+    compartment the cells of one well at a time."""
 
     label: str
     wells: list[str]
     features: Mapping[str, list[str]]
+    fields_excluded: list[int]
 
     def blocks(self, compartment: str) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index into ``wells``, cells x features float64 matrix), each well once."""
@@ -54,7 +60,7 @@ class SingleCellSource(Protocol):
 def check_operation(operation: str) -> str:
     """Refuse an unknown operation before hours of reading, not after."""
     if operation not in OPERATIONS:
-        raise ValueError(f"aggregation operation must be one of {OPERATIONS}, not {operation!r}")
+        raise InputError(f"aggregation operation must be one of {OPERATIONS}, not {operation!r}")
     return operation
 
 
@@ -85,9 +91,7 @@ def summarize(cells: np.ndarray, operation: str) -> np.ndarray:
     return np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
 
 
-def aggregate_compartment(
-    source: SingleCellSource, compartment: str, operation: str
-) -> tuple[np.ndarray, np.ndarray]:
+def aggregate_compartment(source: SingleCellSource, compartment: str, operation: str) -> tuple[np.ndarray, np.ndarray]:
     """(wells x features values, objects per well) of one compartment.
 
     Wells that get no block keep NaN values and a count of 0.
@@ -106,7 +110,7 @@ def aggregate_compartment(
     return values, counts
 
 
-def aggregate_single_cells(source: SingleCellSource, operation: str = "median") -> WellProfiles:
+def aggregate_single_cells(source: SingleCellSource, operation: str) -> WellProfiles:
     """Every well of the plate, compartments side by side in ``COMPARTMENTS`` order.
 
     The object count is the number of cells, as pycytominer counts it. A well
@@ -125,7 +129,8 @@ def aggregate_single_cells(source: SingleCellSource, operation: str = "median") 
             broken = np.flatnonzero((cell_counts > 0) & (counts == 0))
             if broken.size:
                 wells = [source.wells[i] for i in broken[:5]]
-                raise ValueError(f"{source.label}: wells {wells} have Cells but no {compartment} objects")
+                raise InputError(f"{source.label}: wells {wells} have Cells but no {compartment} objects")
         blocks.append(values)
         features += source.features[compartment]
-    return WellProfiles(list(source.wells), cell_counts, features, np.hstack(blocks))
+    excluded = np.asarray(source.fields_excluded, dtype=np.int64)
+    return WellProfiles(list(source.wells), cell_counts, features, np.hstack(blocks), excluded)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
+from workflow_scripts.errors import InputError
+
 COMPARTMENTS: tuple[str, ...] = ("Cells", "Cytoplasm", "Nuclei")
 # cytominer-database numbers each ingested table; backends written here have one.
 TABLE_NUMBER = "1"
@@ -39,6 +41,16 @@ IMAGE_COLUMNS: tuple[str, ...] = (
 )
 
 
+def metadata_column(columns: Sequence[str], name: str, where: str) -> str:
+    """The Image column of one metadata item (``Well``, ``Site``): collate's
+    unprefixed ``Metadata_{name}`` where present, else cytominer-database's
+    ``Image_Metadata_{name}``."""
+    for column in (f"Metadata_{name}", f"Image_Metadata_{name}"):
+        if column in columns:
+            return column
+    raise InputError(f"{where}: neither Metadata_{name} nor Image_Metadata_{name} column")
+
+
 def feature_columns(compartment: str, columns: Iterable[str]) -> list[str]:
     """The columns of a compartment table that are aggregated, in table order."""
     prefix = f"{compartment}_"
@@ -56,15 +68,13 @@ def create_tables(con: sqlite3.Connection, features: Mapping[str, Sequence[str]]
     ``features`` maps each compartment to its feature names, each starting
     with the compartment prefix.
     """
-    image = ", ".join(
-        f"{quote(c)} {'BIGINT' if c == 'ImageNumber' else 'TEXT'}" for c in IMAGE_COLUMNS
-    )
+    image = ", ".join(f"{quote(c)} {'BIGINT' if c == 'ImageNumber' else 'TEXT'}" for c in IMAGE_COLUMNS)
     con.execute(f"CREATE TABLE Image ({image})")
     for compartment in COMPARTMENTS:
         names = features[compartment]
         wrong = [n for n in names if not n.startswith(f"{compartment}_")]
         if wrong:
-            raise ValueError(f"{compartment} features must start with '{compartment}_': {wrong[:3]}")
+            raise InputError(f"{compartment} features must start with '{compartment}_': {wrong[:3]}")
         columns = ["TableNumber TEXT", "ImageNumber BIGINT", "ObjectNumber BIGINT"]
         columns += [f"{quote(c)} BIGINT" for c in PARENT_COLUMNS[compartment]]
         columns += [f"{quote(c)} FLOAT" for c in names]

@@ -6,8 +6,9 @@ temporary table ordered by well, and one query per compartment joins it to
 the compartment table. With collate's index on (TableNumber, ImageNumber)
 SQLite walks the map and looks each image's cells up, so rows arrive grouped
 by well with no sort; without the index SQLite builds a temporary one on disk.
-The file is opened read-only and immutable: the cache copy must stay
-byte-identical to the bucket.
+Images of the sites QC excludes are left out of that map, so their cells are
+never read. The file is opened read-only and immutable: the cache copy must
+stay byte-identical to the bucket.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Self
 import numpy as np
 
 from workflow_scripts.cellprofiler.aggregate import WellProfiles, aggregate_single_cells
-from workflow_scripts.cellprofiler.layout import COMPARTMENTS, feature_columns, quote
+from workflow_scripts.cellprofiler.backend_schema import COMPARTMENTS, feature_columns, metadata_column, quote
+from workflow_scripts.cellprofiler.qc_exclusion import Site, count_by_well, site_text
+from workflow_scripts.errors import InputError
 from workflow_scripts.wells import well_name
 
 log = logging.getLogger(__name__)
@@ -36,27 +39,38 @@ VALUES_PER_FETCH = 250_000
 class SqliteBackend:
     """A backend opened for reading; use as a context manager."""
 
-    def __init__(self, path: str | Path, label: str, wells: Collection[str] | None = None):
-        """Open the backend; with ``wells``, read those wells only (a worker's share)."""
+    def __init__(
+        self,
+        path: str | Path,
+        label: str,
+        wells: Collection[str] | None = None,
+        exclude: Collection[Site] = frozenset(),
+    ):
+        """Open the backend; with ``wells``, read those wells only (a worker's share);
+        the images of the ``exclude`` sites are not read."""
         self.label = label
         self.con = _connect(Path(path), label)
         try:
-            self._describe(wells)
+            self._describe(wells, frozenset(exclude))
         except sqlite3.DatabaseError as err:
             self.con.close()
-            raise ValueError(f"{label}: not a readable SQLite database ({err})") from err
+            raise InputError(f"{label}: not a readable SQLite database ({err})") from err
         except BaseException:
             self.con.close()
             raise
 
-    def _describe(self, wells: Collection[str] | None) -> None:
-        """Find the tables, the join keys, the wells and the features."""
+    def _describe(self, wells: Collection[str] | None, exclude: frozenset[Site]) -> None:
+        """Find the tables, the join keys, the wells, the images to read and the features."""
         query = "SELECT name FROM sqlite_master WHERE type = 'table'"
         tables = {row[0].lower(): row[0] for row in self.con.execute(query)}
         self.tables = {name: _require_table(tables, name, self.label) for name in ("Image", *COMPARTMENTS)}
         image_columns = self.columns("Image")
         self.join = _join_columns(image_columns, {c: self.columns(c) for c in COMPARTMENTS}, self.label)
-        self.wells = _load_well_map(self.con, self.tables["Image"], image_columns, self.join, self.label, wells)
+        images = _image_rows(self.con, self.tables["Image"], image_columns, self.join, self.label, bool(exclude))
+        if wells is not None:
+            share = set(wells)
+            images = [image for image in images if image[-2] in share]
+        self.wells, self.fields_excluded = _load_well_map(self.con, images, self.join, exclude)
         self.features = {c: feature_columns(c, self.columns(c)) for c in COMPARTMENTS}
 
     def __enter__(self) -> Self:
@@ -82,7 +96,7 @@ class SqliteBackend:
         try:
             yield from _split_by_well(_fetch_arrays(self.con.execute(sql), features, where))
         except sqlite3.DatabaseError as err:
-            raise ValueError(f"{where}: unreadable ({err})") from err
+            raise InputError(f"{where}: unreadable ({err})") from err
 
 
 def _connect(path: Path, label: str) -> sqlite3.Connection:
@@ -93,7 +107,7 @@ def _connect(path: Path, label: str) -> sqlite3.Connection:
 
 def _require_table(tables: dict[str, str], name: str, label: str) -> str:
     if name.lower() not in tables:
-        raise ValueError(f"{label}: no table {name!r} (tables: {sorted(tables.values())})")
+        raise InputError(f"{label}: no table {name!r} (tables: {sorted(tables.values())})")
     return tables[name.lower()]
 
 
@@ -101,44 +115,50 @@ def _join_columns(image: list[str], compartments: dict[str, list[str]], label: s
     """ImageNumber, with TableNumber first where every table has it (cytominer-database)."""
     for name, columns in {"Image": image, **compartments}.items():
         if "ImageNumber" not in columns:
-            raise ValueError(f"{label}: table {name} has no ImageNumber column")
+            raise InputError(f"{label}: table {name} has no ImageNumber column")
     with_table = all("TableNumber" in cols for cols in (image, *compartments.values()))
     return ["TableNumber", "ImageNumber"] if with_table else ["ImageNumber"]
 
 
-def _well_column(columns: list[str], label: str) -> str:
-    for name in ("Metadata_Well", "Image_Metadata_Well"):
-        if name in columns:
-            return name
-    raise ValueError(f"{label}: Image table has neither Metadata_Well nor Image_Metadata_Well")
+def _image_rows(
+    con: sqlite3.Connection, table: str, columns: list[str], join: list[str], label: str, with_sites: bool
+) -> list[tuple]:
+    """(image keys..., well, site) of every image; the site is read only ``with_sites``
+    (a backend without a site column can still be read when nothing is excluded)."""
+    where = f"{label}, Image table"
+    selected = [*join, metadata_column(columns, "Well", where)]
+    if with_sites:
+        selected.append(metadata_column(columns, "Site", where))
+    rows = con.execute(f"SELECT {', '.join(quote(c) for c in selected)} FROM {quote(table)}").fetchall()
+    if not rows:
+        raise InputError(f"{label}: the Image table is empty")
+    n = len(join)
+    named = [
+        (*row[:n], well_name(row[n], f"{label}, Image.{selected[n]}"), site_text(row[n + 1]) if with_sites else None)
+        for row in rows
+    ]
+    if len({row[:n] for row in named}) != len(named):
+        raise InputError(f"{label}: Image table lists an image ({', '.join(join)}) twice")
+    return named
 
 
 def _load_well_map(
-    con: sqlite3.Connection,
-    table: str,
-    columns: list[str],
-    join: list[str],
-    label: str,
-    only: Collection[str] | None,
-) -> list[str]:
-    """Fill temp.image_well (image keys, well index) in well order; return the wells."""
-    well_col = _well_column(columns, label)
-    keys = ", ".join(quote(k) for k in join)
-    rows = con.execute(f"SELECT {keys}, {quote(well_col)} FROM {quote(table)}").fetchall()
-    if not rows:
-        raise ValueError(f"{label}: the Image table is empty")
-    named = [(*row[:-1], well_name(row[-1], f"{label}, Image.{well_col}")) for row in rows]
-    if len({row[:-1] for row in named}) != len(named):
-        raise ValueError(f"{label}: Image table lists an image ({', '.join(join)}) twice")
-    if only is not None:
-        wanted = set(only)
-        named = [row for row in named if row[-1] in wanted]
-    wells = sorted({row[-1] for row in named})
+    con: sqlite3.Connection, images: list[tuple], join: list[str], exclude: frozenset[Site]
+) -> tuple[list[str], list[int]]:
+    """Fill temp.image_well (image keys, well index) in well order with the images to read.
+
+    Returns every well of ``images``, a well whose sites are all excluded
+    too (it keeps its row, without cells), and per well its excluded sites.
+    """
+    wells = sorted({image[-2] for image in images})
     index = {well: i for i, well in enumerate(wells)}
-    ordered = sorted(((*row[:-1], index[row[-1]]) for row in named), key=lambda r: r[-1])
+    left_out = {image[-2:] for image in images if image[-2:] in exclude}
+    kept = [(*image[:-2], index[image[-2]]) for image in images if image[-2:] not in exclude]
+    keys = ", ".join(quote(k) for k in join)
     con.execute(f"CREATE TEMP TABLE image_well ({keys}, well INTEGER)")
-    con.executemany(f"INSERT INTO temp.image_well VALUES ({', '.join('?' * (len(join) + 1))})", ordered)
-    return wells
+    marks = ", ".join("?" * (len(join) + 1))
+    con.executemany(f"INSERT INTO temp.image_well VALUES ({marks})", sorted(kept, key=lambda r: r[-1]))
+    return wells, count_by_well(wells, left_out)
 
 
 def _fetch_arrays(cursor: sqlite3.Cursor, features: list[str], where: str) -> Iterator[np.ndarray]:
@@ -180,27 +200,36 @@ def _split_by_well(arrays: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarr
         yield current, np.concatenate(parts)
 
 
-def _aggregate_share(path: Path, label: str, operation: str, wells: list[str] | None) -> WellProfiles:
-    with SqliteBackend(path, label, wells) as backend:
+def _aggregate_share(
+    path: Path, label: str, operation: str, wells: list[str] | None, exclude: frozenset[Site]
+) -> WellProfiles:
+    with SqliteBackend(path, label, wells, exclude) as backend:
         return aggregate_single_cells(backend, operation)
 
 
-def aggregate_sqlite(path: str | Path, label: str, operation: str = "median", workers: int = 1) -> WellProfiles:
+def aggregate_sqlite(
+    path: str | Path, label: str, operation: str, workers: int, exclude: Collection[Site] = frozenset()
+) -> WellProfiles:
     """A whole backend's well profiles, with ``workers`` processes each reading a
-    contiguous share of the wells.
+    contiguous share of the wells, the ``exclude`` sites left out.
 
     Reading is bound by turning SQLite values into Python objects, one core
     per process, so on a CPU node the speed grows with the workers; memory
     grows too, by one process's working set (a well at a time) each.
     """
-    path = Path(path)
+    path, exclude = Path(path), frozenset(exclude)
     if workers <= 1:
-        return _aggregate_share(path, label, operation, None)
+        return _aggregate_share(path, label, operation, None, exclude)
     with SqliteBackend(path, label) as backend:
         log.info("%s: %d wells over %d worker processes", label, len(backend.wells), workers)
         shares = [list(s) for s in np.array_split(np.array(backend.wells, dtype=object), workers) if len(s)]
     with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
-        parts = list(pool.map(_aggregate_share, *zip(*[(path, label, operation, s) for s in shares])))
-    counts = np.concatenate([p.object_counts for p in parts])
+        parts = list(pool.map(_aggregate_share, *zip(*[(path, label, operation, s, exclude) for s in shares])))
     wells = [well for part in parts for well in part.wells]
-    return WellProfiles(wells, counts, parts[0].features, np.vstack([p.values for p in parts]))
+    return WellProfiles(
+        wells,
+        np.concatenate([p.object_counts for p in parts]),
+        parts[0].features,
+        np.vstack([p.values for p in parts]),
+        np.concatenate([p.fields_excluded for p in parts]),
+    )

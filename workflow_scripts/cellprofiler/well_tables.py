@@ -3,7 +3,8 @@ and the gallery's own ``profiles/{plate}.parquet``.
 
 They are already aggregated (by whoever made them), so only their shape is
 brought to this stage's contract: wells as 'A01', one row per well, the
-compartment features as floats, the cell count where the table has one.
+compartment features as floats, the cell count where the table has one. Being
+aggregated, they cannot leave out the fields QC excludes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from workflow_scripts.cellprofiler.aggregate import WellProfiles
-from workflow_scripts.cellprofiler.layout import COMPARTMENTS
+from workflow_scripts.cellprofiler.backend_schema import COMPARTMENTS
+from workflow_scripts.errors import InputError
 from workflow_scripts.wells import well_name
 
 log = logging.getLogger(__name__)
@@ -29,21 +31,23 @@ def _read(path: Path, kind: str) -> pa.Table:
     try:
         return pq.read_table(path) if kind == "profiles" else pacsv.read_csv(path)
     except (pa.ArrowInvalid, OSError) as err:
-        raise ValueError(f"{path}: unreadable {kind} table ({err})") from err
+        raise InputError(f"{path}: unreadable {kind} table ({err})") from err
 
 
 def _feature_names(table: pa.Table, path: Path) -> list[str]:
     prefixes = tuple(f"{c}_" for c in COMPARTMENTS)
     features = [c for c in table.column_names if c.startswith(prefixes)]
     if not features:
-        raise ValueError(f"{path}: no {'/'.join(prefixes)} feature columns")
+        raise InputError(f"{path}: no {'/'.join(prefixes)} feature columns")
     ignored = [c for c in table.column_names if not c.startswith(("Metadata_", *prefixes))]
     if ignored:
-        log.warning("%s: ignoring %d columns that are neither metadata nor features, e.g. %s", path, len(ignored), ignored[:3])
+        log.warning(
+            "%s: ignoring %d columns that are neither metadata nor features, e.g. %s", path, len(ignored), ignored[:3]
+        )
     for name in features:
         kind = table.schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
-            raise ValueError(f"{path}: feature column {name!r} is not numeric ({kind})")
+            raise InputError(f"{path}: feature column {name!r} is not numeric ({kind})")
     return features
 
 
@@ -53,10 +57,10 @@ def _counts(table: pa.Table, path: Path) -> np.ndarray | None:
         return None
     column = table.column(COUNT)
     if column.null_count or not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise ValueError(f"{path}: {COUNT} must be a complete numeric column")
+        raise InputError(f"{path}: {COUNT} must be a complete numeric column")
     counts = column.to_numpy(zero_copy_only=False)
     if np.any(counts != np.round(counts)) or np.any(counts < 0):
-        raise ValueError(f"{path}: {COUNT} holds values that are not cell counts")
+        raise InputError(f"{path}: {COUNT} holds values that are not cell counts")
     return counts.astype(np.int64)
 
 
@@ -65,16 +69,14 @@ def read_well_table(path: str | Path, kind: str) -> WellProfiles:
     path = Path(path)
     table = _read(path, kind)
     if "Metadata_Well" not in table.column_names:
-        raise ValueError(f"{path}: no Metadata_Well column")
+        raise InputError(f"{path}: no Metadata_Well column")
     wells = [well_name(w, f"{path}, Metadata_Well") for w in table.column("Metadata_Well").to_pylist()]
     if len(set(wells)) != len(wells):
-        raise ValueError(f"{path}: a well appears more than once; expected one row per well")
+        raise InputError(f"{path}: a well appears more than once; expected one row per well")
     features = _feature_names(table, path)
-    values = np.column_stack(
-        [table.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False) for f in features]
-    )
+    values = np.column_stack([table.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False) for f in features])
     counts = _counts(table, path)
     order = np.argsort(wells, kind="stable")
     return WellProfiles(
-        [wells[i] for i in order], None if counts is None else counts[order], features, values[order]
+        [wells[i] for i in order], None if counts is None else counts[order], features, values[order], None
     )

@@ -1,60 +1,81 @@
-"""The fetch stage: a plate's LoadData, images and illumination files from S3.
+"""A plate's LoadData, images and illumination files from S3, or their plan.
 
-``python -m workflow_scripts.fetch plate ...`` writes ``load_data.parquet``
-(the normalised, sample-restricted LoadData) and ``fetch/manifest.parquet``
-(every object with its verified size and ETag); ``... plan ...`` writes the
-object count and bytes of a plate without downloading any image.
+``fetch_plate`` writes ``load_data.parquet`` (the normalised,
+sample-restricted LoadData) and ``fetch/manifest.parquet`` (every object with
+its verified size and ETag); ``plan_plate`` writes the object count and bytes
+of a plate, and of its CellProfiler output where that is wanted, without
+downloading anything but LoadData.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from workflow_scripts.atomic import write_parquet_atomic, write_text_atomic
-from workflow_scripts.fetch_objects import (
-    FetchError,
-    ObjectRecord,
-    RetryPolicy,
-    download_objects,
-    head_objects,
-)
-from workflow_scripts.gallery import PlateRef
-from workflow_scripts.load_data import (
+from workflow_scripts.fetch.backend import locate_backend
+from workflow_scripts.fetch.gallery import PlateRef
+from workflow_scripts.fetch.load_data import (
     LoadDataError,
     image_urls,
     normalize_load_data,
     read_load_data_file,
     restrict_sample,
 )
-from workflow_scripts.logs import configure_logging
-from workflow_scripts.s3 import S3Location, make_client, parse_s3_url
+from workflow_scripts.fetch.objects import (
+    FetchError,
+    ObjectRecord,
+    RetryPolicy,
+    download_objects,
+    head_objects,
+)
+from workflow_scripts.fetch.s3 import S3Location, make_client, parse_s3_url
 
 log = logging.getLogger("workflow_scripts.fetch")
+
+# The plan's columns that add up to the total row.
+PLAN_COUNTS = ("sites", "objects", "bytes", "missing", "cellprofiler_objects", "cellprofiler_bytes")
 
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """What the config says about fetching (``gallery.*``, ``sample.*``, ``fetch.*``)."""
+    """What the config says about fetching (``gallery``, ``sample``, ``fetch``, ``channels``, ``cache_dir``)."""
 
     bucket: str
     cache_dir: Path
     channels: Sequence[str]
-    endpoint_url: str | None = None
-    anonymous: bool = True
-    wells: Sequence[str] = field(default_factory=list)
-    sites: Sequence[str] = field(default_factory=list)
-    concurrency: int = 32
-    max_attempts: int = 8
-    illum: bool = True
-    allow_missing: bool = False
+    endpoint_url: str | None
+    anonymous: bool
+    wells: Sequence[str]
+    sites: Sequence[str]
+    concurrency: int
+    max_attempts: int
+    illum: bool
+    allow_missing: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> FetchSettings:
+        """The settings of a (schema-completed) config."""
+        gallery, sample, fetch = config["gallery"], config["sample"], config["fetch"]
+        return cls(
+            bucket=gallery["bucket"],
+            cache_dir=Path(config["cache_dir"]),
+            channels=config["channels"],
+            endpoint_url=gallery["endpoint_url"],
+            anonymous=gallery["anonymous"],
+            wells=sample["wells"],
+            sites=[str(site) for site in sample["sites"]],
+            concurrency=fetch["concurrency"],
+            max_attempts=fetch["max_attempts"],
+            illum=fetch["illum"],
+            allow_missing=fetch["allow_missing"],
+        )
 
     @property
     def retry(self) -> RetryPolicy:
@@ -141,8 +162,21 @@ def fetch_plate(plate: PlateRef, settings: FetchSettings, out_load_data: Path, o
     return sites
 
 
-def plan_plate(plate: PlateRef, settings: FetchSettings, out: Path) -> dict:
-    """Count the objects and bytes a fetch would download; downloads no image."""
+def plan_backend(client, plate: PlateRef, settings: FetchSettings, sources: Sequence[str]) -> dict:
+    """The CellProfiler output ``fetch_backend`` would download: kind, objects, bytes; nothing without ``sources``."""
+    if not sources:
+        return {}
+    backend = locate_backend(client, plate, settings, sources)
+    return {
+        "cellprofiler_source": backend.kind,
+        "cellprofiler_objects": len(backend.objects),
+        "cellprofiler_bytes": backend.size,
+    }
+
+
+def plan_plate(plate: PlateRef, settings: FetchSettings, out: Path, backend_sources: Sequence[str]) -> dict:
+    """Count the objects and bytes a fetch would download, the CellProfiler output
+    (looked for in ``backend_sources``) apart; downloads no image."""
     client = make_client(settings.endpoint_url, settings.anonymous, settings.concurrency)
     sites = plate_sites(client, plate, settings)
     locations = [parse_s3_url(url) for url in image_urls(sites)]
@@ -155,79 +189,25 @@ def plan_plate(plate: PlateRef, settings: FetchSettings, out: Path) -> dict:
         "objects": len(records),
         "bytes": int(sum(r.size for r in records if not r.missing)),
         "missing": int(sum(r.missing for r in records)),
+        **plan_backend(client, plate, settings, backend_sources),
     }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out)
     return summary
 
 
 def summarize_plans(plan_files: Sequence[Path], out: Path) -> pd.DataFrame:
-    """One table of all plates' plans, with a total row, written as TSV."""
+    """One table of all plates' plans, with a total row, written as TSV.
+
+    ``objects`` and ``bytes`` count images and illumination files, the
+    ``cellprofiler_*`` columns the CellProfiler output (empty for plans made
+    without it); ``GB`` is everything a plate would download.
+    """
     table = pd.DataFrame([json.loads(Path(p).read_text()) for p in plan_files])
-    total = {"dataset": "total", "sites": table["sites"].sum(), "objects": table["objects"].sum()}
-    table = pd.concat([table, pd.DataFrame([{**total, "bytes": table["bytes"].sum()}])], ignore_index=True)
-    table["GB"] = (table["bytes"] / 1e9).round(3)
-    write_text_atomic(table.fillna("").to_csv(sep="\t", index=False), out)
+    counted = [c for c in PLAN_COUNTS if c in table.columns]
+    table[counted] = table[counted].astype("Int64")
+    total = {"dataset": "total", **table[counted].sum()}
+    table = pd.concat([table, pd.DataFrame([total]).astype({c: "Int64" for c in counted})], ignore_index=True)
+    downloaded = table[[c for c in ("bytes", "cellprofiler_bytes") if c in counted]].sum(axis=1)
+    table["GB"] = (downloaded.astype("float64") / 1e9).round(3)
+    write_text_atomic(table.to_csv(sep="\t", index=False), out)
     return table
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.fetch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("plate", "plan"):
-        cmd = sub.add_parser(name)
-        for option in ("--dataset", "--source", "--batch", "--plate", "--bucket", "--cache-dir"):
-            cmd.add_argument(option, required=True)
-        cmd.add_argument("--channels", nargs="+", required=True)
-        cmd.add_argument("--endpoint-url", default=None)
-        cmd.add_argument("--signed", action="store_true", help="sign requests with the AWS credentials")
-        cmd.add_argument("--wells", nargs="*", default=[])
-        cmd.add_argument("--sites", nargs="*", default=[])
-        cmd.add_argument("--concurrency", type=int, default=32)
-        cmd.add_argument("--max-attempts", type=int, default=8)
-        cmd.add_argument("--no-illum", action="store_true")
-        cmd.add_argument("--allow-missing", action="store_true")
-    sub.choices["plate"].add_argument("--out-load-data", type=Path, required=True)
-    sub.choices["plate"].add_argument("--out-manifest", type=Path, required=True)
-    sub.choices["plan"].add_argument("--out", type=Path, required=True)
-    summary = sub.add_parser("summary")
-    summary.add_argument("plans", nargs="+", type=Path)
-    summary.add_argument("--out", type=Path, required=True)
-    return parser
-
-
-def _settings(args: argparse.Namespace) -> FetchSettings:
-    return FetchSettings(
-        bucket=args.bucket,
-        cache_dir=Path(args.cache_dir),
-        channels=args.channels,
-        endpoint_url=args.endpoint_url or None,
-        anonymous=not args.signed,
-        wells=args.wells,
-        sites=args.sites,
-        concurrency=args.concurrency,
-        max_attempts=args.max_attempts,
-        illum=not args.no_illum,
-        allow_missing=args.allow_missing,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging()
-    args = _parser().parse_args(argv)
-    if args.command == "summary":
-        print(summarize_plans(args.plans, args.out).to_string(index=False))
-        return 0
-    plate = PlateRef(args.dataset, args.source, args.batch, args.plate)
-    try:
-        if args.command == "plate":
-            fetch_plate(plate, _settings(args), args.out_load_data, args.out_manifest)
-        else:
-            plan_plate(plate, _settings(args), args.out)
-    except (FetchError, LoadDataError) as error:
-        log.error("%s", error)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
