@@ -20,6 +20,7 @@ from workflow_scripts.fetch.objects import (
     RetryPolicy,
     download_objects,
     head_objects,
+    list_objects,
     partial_path,
     sidecar_path,
 )
@@ -157,6 +158,24 @@ def test_survives_throttling_errors_resets_and_truncated_bodies(s3_server, objec
         assert all(proxy.counts[kind] > 0 for kind in ("slowdown", "internal_error", "reset", "truncate")), proxy.counts
     assert [r.size for r in plan] == [len(body) for body in objects.values()]
     assert_identical(records, objects, tmp_path)
+
+
+def test_listing_survives_faults_and_follows_continuation(s3_server, objects):
+    prefix = S3Location(BUCKET, "source_3/images/plate 1/")
+    expected = sorted((loc.key, len(body)) for loc, body in objects.items() if loc.key.startswith(prefix.key))
+    faults = Faults(slowdown=0.3, internal_error=0.2, reset=0.2, seed=11)
+    with FaultProxy(s3_server.endpoint_url, faults) as proxy:
+        client = make_client(proxy.endpoint_url, anonymous=True)
+        client.meta.events.register("before-parameter-build.s3.ListObjectsV2", _small_pages)
+        listed = list_objects(client, prefix, retry=FAST)
+        assert proxy.counts["slowdown"] + proxy.counts["internal_error"] + proxy.counts["reset"] > 0, proxy.counts
+    assert sorted((r.key, r.size) for r in listed) == expected
+    assert all(r.etag and r.path is None for r in listed)
+
+
+def _small_pages(params, **_) -> None:
+    """Seven keys a page, so a 25-object folder takes four pages."""
+    params["MaxKeys"] = 7
 
 
 def test_corrupted_bodies_are_caught_by_etag_md5_and_stored_crc(s3_server, objects, tmp_path):

@@ -30,7 +30,14 @@ from workflow_scripts.atomic import write_parquet_atomic
 from workflow_scripts.cellprofiler.backend_schema import COMPARTMENTS
 from workflow_scripts.errors import InputError
 from workflow_scripts.fetch.gallery import PlateRef
-from workflow_scripts.fetch.objects import FetchError, ObjectRecord, download_objects, head_objects
+from workflow_scripts.fetch.objects import (
+    FetchError,
+    ObjectRecord,
+    RetryPolicy,
+    download_objects,
+    head_objects,
+    list_objects,
+)
 from workflow_scripts.fetch.s3 import S3Location, make_client
 
 if TYPE_CHECKING:  # plate.py plans backends with this module: no import cycle at run time
@@ -75,22 +82,13 @@ class Backend:
         return sum(record.size for record in self.objects)
 
 
-def _listed(client, bucket: str, prefix: str) -> dict[str, ObjectRecord]:
-    """Every object under ``prefix``, by key."""
-    found: dict[str, ObjectRecord] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            found[item["Key"]] = ObjectRecord(bucket, item["Key"], item["Size"], item["ETag"].strip('"'), None)
-    return found
-
-
-def _analysis_objects(client, location: S3Location) -> list[ObjectRecord]:
+def _analysis_objects(client, location: S3Location, retry: RetryPolicy) -> list[ObjectRecord]:
     """The four CSVs of every site folder under ``location``; none where there is no site folder.
 
     A site folder without one of them is one where CellProfiler did not
     finish: an error naming the missing key, not a plate silently short of a site.
     """
-    listed = _listed(client, location.bucket, location.key)
+    listed = {record.key: record for record in list_objects(client, location, retry=retry)}
     relative = (key[len(location.key) :] for key in listed)
     folders = sorted({location.key + rel.split("/")[0] + "/" for rel in relative if "/" in rel})
     objects = []
@@ -106,7 +104,7 @@ def _analysis_objects(client, location: S3Location) -> list[ObjectRecord]:
 def _present(client, location: S3Location, kind: str, settings: FetchSettings) -> list[ObjectRecord]:
     """The objects of one kind of output; empty when the bucket lacks it."""
     if kind == "analysis":
-        return _analysis_objects(client, location)
+        return _analysis_objects(client, location, settings.retry)
     [record] = head_objects(client, [location], retry=settings.retry, allow_missing=True)
     return [] if record.missing else [record]
 

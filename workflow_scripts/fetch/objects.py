@@ -192,6 +192,27 @@ def head_objects(
     return _in_parallel(plan, list(locations), concurrency, stop)
 
 
+def list_objects(client, prefix: S3Location, *, retry: RetryPolicy = RetryPolicy()) -> list[ObjectRecord]:
+    """Every object under ``prefix`` (ListObjectsV2), each page with the engine's retries.
+
+    A folder of per-site CSVs is known only by listing it; a throttled or
+    dropped page is retried like any other request instead of failing the plate.
+    """
+    stop = threading.Event()
+    records: list[ObjectRecord] = []
+    token: str | None = None
+    while True:
+        extra = {"ContinuationToken": token} if token else {}
+        page = _with_retries(
+            lambda: client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.key, **extra), prefix, retry, stop
+        )
+        for item in page.get("Contents", []):
+            records.append(ObjectRecord(prefix.bucket, item["Key"], item["Size"], item["ETag"].strip('"'), None))
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return records
+
+
 def download_objects(
     client,
     locations: Sequence[S3Location | ObjectRecord],
