@@ -43,6 +43,14 @@ rule fetch_backend:
         "python -m workflow_scripts.fetch backend --settings {params.settings:q} {params.io} 2> {log:q}"
 
 
+rule fetched:
+    """Download every plate's objects and nothing else: `snakemake fetched` stages the data."""
+    input:
+        plate_targets(f"{PLATE_DIR}/fetch/manifest.parquet"),
+        plate_targets(f"{PLATE_DIR}/fetch/cellprofiler.parquet") if "cellprofiler" in config["features"] else [],
+    localrule: True
+
+
 rule plan_plate:
     output:
         plan=f"{PLATE_DIR}/fetch/plan.json",
