@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_scripts.plates import PlateTableError, read_plate_table
+from workflow_scripts.fetch.gallery import PlateRef
+from workflow_scripts.plates import PlateTableError, plate_columns, read_plate_table
 
 
 @pytest.fixture
@@ -70,3 +71,10 @@ def test_missing_column_and_bad_name(tmp_path):
     path.write_text("Metadata_Source,Metadata_Batch,Metadata_Plate\nsource_1,a/b,P1\n")
     with pytest.raises(PlateTableError, match="row 2: Metadata_Batch"):
         read_plate_table(path, "d")
+
+
+def test_plate_columns_of_one_jump_plate(jump_plates):
+    plate = PlateRef("cpg0016-jump", "source_4", "2021_04_26_Batch1", "BR00117035")
+    assert plate_columns(jump_plates, "cpg0016-jump", plate) == {"Metadata_PlateType": "ORF"}
+    with pytest.raises(PlateTableError, match=r"plate NOPE \(cpg0016-jump/source_4/2021_04_26_Batch1\) is not in"):
+        plate_columns(jump_plates, "cpg0016-jump", PlateRef("cpg0016-jump", "source_4", "2021_04_26_Batch1", "NOPE"))

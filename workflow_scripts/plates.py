@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.errors import InputError
+from workflow_scripts.fetch.gallery import PlateRef
 
 KEY_COLUMNS = ["Metadata_Source", "Metadata_Batch", "Metadata_Plate"]
 SELECT_COLUMNS = {
@@ -53,6 +54,26 @@ def read_plate_table(
         rows = selected.loc[duplicated, "Metadata_Plate"].tolist()
         raise PlateTableError(f"plate table {path} lists plate(s) {rows} more than once")
     return selected.reset_index(drop=True)
+
+
+def plate_columns(path: str | Path, dataset: str, plate: PlateRef) -> dict[str, str]:
+    """The plate table's own columns for one plate (``Metadata_PlateType`` and any others).
+
+    Per-plate stages stamp them on the plate's profiles, so the cross-plate
+    stages can keep plate types apart. The key columns are left out: the
+    profiles already carry them.
+    """
+    table = read_plate_table(path, dataset)
+    row = table[
+        (table["Metadata_Dataset"] == plate.dataset)
+        & (table["Metadata_Source"] == plate.source)
+        & (table["Metadata_Batch"] == plate.batch)
+        & (table["Metadata_Plate"] == plate.plate)
+    ]
+    if row.empty:
+        raise PlateTableError(f"plate {plate.plate} ({plate.dataset}/{plate.source}/{plate.batch}) is not in {path}")
+    extra = [c for c in row.columns if c.startswith("Metadata_") and c not in ("Metadata_Dataset", *KEY_COLUMNS)]
+    return {column: str(row[column].iloc[0]) for column in extra}
 
 
 def _fill_dataset(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
