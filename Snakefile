@@ -15,6 +15,9 @@ include: "rules/omezarr.smk"
 include: "rules/qc.smk"
 include: "rules/dino.smk"
 include: "rules/cellprofiler.smk"
+include: "rules/profiles.smk"
+include: "rules/collection.smk"
+include: "rules/correct.smk"
 
 
 rule all:

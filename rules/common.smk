@@ -40,6 +40,7 @@ resolve_cache_dir(config)
 PLATES = read_plate_table(config["plates"], config["dataset"], config["select"])
 PLATE_DIR = f"{RESULTS}/plates/{{dataset}}/{{source}}/{{batch}}/{{plate}}"
 PLATE_ID = "{dataset}/{source}/{batch}/{plate}"
+COLLECTION = f"{RESULTS}/collection"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 CPU_ENV = "../envs/cpu.yaml"
@@ -51,17 +52,20 @@ wildcard_constraints:
     source="[^/]+",
     batch="[^/]+",
     plate="[^/]+",
+    features="dino|cellprofiler",
+    method="[a-z_]+(?:\\+[a-z_]+)*",
 
 
-def plate_targets(pattern):
-    """``pattern`` (with the plate wildcards) expanded over the selected plates."""
+def plate_targets(pattern, plates=None):
+    """``pattern`` (with the plate wildcards) expanded over ``plates`` (default: the selected plates)."""
+    plates = PLATES if plates is None else plates
     return expand(
         pattern,
         zip,
-        dataset=PLATES["Metadata_Dataset"],
-        source=PLATES["Metadata_Source"],
-        batch=PLATES["Metadata_Batch"],
-        plate=PLATES["Metadata_Plate"],
+        dataset=plates["Metadata_Dataset"],
+        source=plates["Metadata_Source"],
+        batch=plates["Metadata_Batch"],
+        plate=plates["Metadata_Plate"],
     )
 
 
@@ -102,12 +106,44 @@ def require_checkpoint(wildcards):
     return []
 
 
+def batch_wells(wildcards):
+    """Every plate of the batch's well profiles, which `wellpos` adjustment reads; none otherwise.
+
+    Only then does a plate's normalization depend on its batch's other plates.
+    """
+    if "wellpos" not in config["normalization"]["adjust"]:
+        return []
+    batch = PLATES[(PLATES["Metadata_Source"] == wildcards.source) & (PLATES["Metadata_Batch"] == wildcards.batch)]
+    return plate_targets(f"{PLATE_DIR}/{wildcards.features}/wells.parquet", batch)
+
+
+def locked_model(wildcards):
+    """The earlier run's files a locked job applies: its selected columns, and its model when correcting.
+
+    Declared as inputs so Snakemake checks they exist; a method that cannot be
+    applied without refitting (Harmony) fails here, before any job.
+    """
+    locked = config["correction"]["locked"]
+    if not locked:
+        return []
+    folder = f"{locked}/{wildcards.features}"
+    if "method" not in wildcards.keys():
+        return [f"{folder}/selected.parquet"]
+    if "harmony" in wildcards.method.split("+"):
+        raise WorkflowError(
+            f"correction.locked: method {wildcards.method!r} cannot be locked: Harmony has no model that "
+            "applies to new profiles without refitting; leave it out of correction.methods in locked runs"
+        )
+    return [f"{folder}/models/{wildcards.method}.npz", f"{folder}/models/{wildcards.method}.json"]
+
+
 QC_HEATMAPS = ["focus", "nuclei", "intensity", "saturation", "flagged"]
 
 
 def all_targets():
-    """What `snakemake` builds by default: every stage that exists, per plate."""
+    """What `snakemake` builds by default: every stage, per plate and across plates."""
     targets = plate_targets(f"{PLATE_DIR}/qc/fields.parquet")
     for features in config["features"]:
         targets += plate_targets(f"{PLATE_DIR}/{features}/wells.parquet")
+        targets += expand(f"{COLLECTION}/{features}/corrected/{{method}}.parquet", method=config["correction"]["methods"])
     return targets

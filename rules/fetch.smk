@@ -43,6 +43,25 @@ rule fetch_backend:
         "python -m workflow_scripts.fetch backend --settings {params.settings:q} {params.io} 2> {log:q}"
 
 
+rule fetch_platemap:
+    output:
+        platemap=f"{PLATE_DIR}/fetch/platemap.parquet",
+    log:
+        f"{LOGS}/fetch_platemap/{PLATE_ID}.log",
+    benchmark:
+        f"{BENCHMARKS}/fetch_platemap/{PLATE_ID}.tsv"
+    params:
+        settings=stage_settings("annotation", "fetch", "gallery", "cache_dir"),
+        io=stage_io,
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        CPU_ENV
+    shell:
+        "python -m workflow_scripts.fetch platemap --settings {params.settings:q} {params.io} 2> {log:q}"
+
+
 rule fetched:
     """Download every plate's objects and nothing else: `snakemake fetched` stages the data."""
     input:
