@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=10, help="sites rendered per phenotype")
     parser.add_argument("--size", type=int, default=1080, help="field edge, px")
     args = parser.parse_args()
-    batch = BatchEffect(gain={"DNA": 1.2, "Mito": 0.8}, vignetting=0.3, offset=150.0)
+    # the costliest batch: a nonlinear response and a defocus blur on top of the linear effects
+    batch = BatchEffect(gain={"DNA": 1.2, "Mito": 0.8}, vignetting=0.3, offset=150.0, gamma=0.8, blur=1.0)
     render_site(0, PHENOTYPES["DMSO"], batch, args.size)  # warm-up: imports, allocator
     print("| phenotype | sites | size | wall s/site (median) | CPU s/site (median) | wall s/site (max) |")
     print("|---|---|---|---|---|---|")

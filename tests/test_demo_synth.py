@@ -15,11 +15,13 @@ from workflow_scripts.demo.synth import (
     CHANNELS,
     PHENOTYPES,
     READ_NOISE_ADU,
+    RESPONSE_REFERENCE_ADU,
     SHOT_NOISE_ADU_PER_ELECTRON,
     BatchEffect,
     Phenotype,
     camera_readout,
     illumination_function,
+    intensity_response,
     render_site,
 )
 from workflow_scripts.demo.synth_cells import CellShape, draw_layout, paint_cells
@@ -200,6 +202,39 @@ def test_offset_adds_background_counts():
         assert added.mean() == pytest.approx(offset, abs=0.5), channel
 
 
+def test_intensity_response_is_a_power_law_that_keeps_the_reference_level():
+    signal = np.array([0.0, 1000.0, RESPONSE_REFERENCE_ADU, 40000.0], np.float32)
+    np.testing.assert_array_equal(intensity_response(signal, 1.0), signal)
+    compressed = intensity_response(signal, 0.8)
+    assert compressed[0] == 0 and compressed[2] == pytest.approx(RESPONSE_REFERENCE_ADU)
+    assert compressed[1] > signal[1] and compressed[3] < signal[3], "dim raised, bright compressed"
+    relative = signal[1:] / RESPONSE_REFERENCE_ADU
+    np.testing.assert_allclose(intensity_response(signal, 1.2)[1:] / RESPONSE_REFERENCE_ADU, relative**1.2, rtol=1e-5)
+
+
+def test_gamma_changes_bright_cells_and_dim_background_in_opposite_directions():
+    flat = _signal(render_site(5, DMSO, NO_BATCH, size=256)["RNA"])
+    bent = _signal(render_site(5, DMSO, BatchEffect(gamma=0.8), size=256)["RNA"])
+    bright, dim = flat > 2 * RESPONSE_REFERENCE_ADU, flat < 0.1 * RESPONSE_REFERENCE_ADU
+    assert np.median(bent[bright] / flat[bright]) < 0.9
+    assert np.median(bent[dim] / flat[dim]) > 1.2
+
+
+def test_blur_smooths_fine_structure_and_keeps_the_mean():
+    sharp = _signal(render_site(5, DMSO, NO_BATCH, size=256)["DNA"])
+    blurred = _signal(render_site(5, DMSO, BatchEffect(blur=1.5), size=256)["DNA"])
+    assert blurred.mean() == pytest.approx(sharp.mean(), rel=0.01)
+    fine = [np.abs(np.diff(image, 2, axis=1)).mean() for image in (sharp, blurred)]
+    assert fine[1] < 0.6 * fine[0]
+
+
+def test_stain_scales_the_cells_and_not_the_background():
+    full = _signal(render_site(5, DMSO, NO_BATCH, size=256)["DNA"])
+    half = _signal(render_site(5, DMSO, NO_BATCH, size=256, stain=0.5)["DNA"])
+    assert np.percentile(half, 5) == pytest.approx(np.percentile(full, 5), rel=0.05)
+    assert np.percentile(half, 99) / np.percentile(full, 99) == pytest.approx(0.5, abs=0.05)
+
+
 def _corner_to_centre(image: np.ndarray, window: int = 48) -> float:
     size = image.shape[0]
     middle = slice(size // 2 - window // 2, size // 2 + window // 2)
@@ -250,6 +285,9 @@ def test_camera_readout_has_shot_and_read_noise_and_saturates_at_uint16_max():
         (lambda: BatchEffect(gain={"DAPI": 2.0}), "DAPI"),
         (lambda: BatchEffect(gain={"DNA": 0.0}), "gain for DNA"),
         (lambda: BatchEffect(offset=-5.0), "offset for DNA"),
+        (lambda: BatchEffect(gamma=3.0), "gamma"),
+        (lambda: BatchEffect(blur=-1.0), "blur"),
+        (lambda: render_site(0, DMSO, NO_BATCH, size=64, stain=0.0), "stain"),
         (lambda: Phenotype("odd", "x", nucleus_scale=-1.0), "nucleus_scale"),
         (lambda: Phenotype("odd", "x", cell_density=0.0), "cell_density"),
         (lambda: render_site(0, DMSO, NO_BATCH, size=32), "size"),

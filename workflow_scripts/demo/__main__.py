@@ -2,7 +2,9 @@
 
 ``python -m workflow_scripts.demo run`` is what ``make demo`` calls;
 ``serve`` only starts the local S3 server with the gallery, for trying the
-workflow by hand against it.
+workflow by hand against it; ``separation`` builds the gallery and prints
+how well its treated wells separate by batch and by MoA before and after
+per-plate normalization (``--layout small`` for the tests' gallery).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts.demo.build import BUCKET, build_gallery
-from workflow_scripts.demo.design import default_layout
+from workflow_scripts.demo.design import DemoLayout, default_layout, small_layout
 from workflow_scripts.demo.s3server import S3Server, upload_tree
+from workflow_scripts.demo.separation import FEATURE_SETS, separation_table
 from workflow_scripts.logs import configure_logging
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger("workflow_scripts.demo")
+LAYOUTS = {"default": default_layout, "small": small_layout}
+#: Where each layout's gallery is written unless --root says otherwise.
+ROOTS = {"default": REPO / "demo_data", "small": REPO / "demo_data" / "small"}
 
 
 def serve_gallery(server: S3Server, gallery: Path) -> int:
@@ -75,11 +81,26 @@ def outputs_summary(results: Path) -> str:
     return "\n".join(lines)
 
 
+def layout_of(args: argparse.Namespace) -> DemoLayout:
+    """The chosen layout, at the chosen field size or the layout's own."""
+    make = LAYOUTS[args.layout]
+    return make(size=args.size) if args.size else make()
+
+
+def separation(args: argparse.Namespace, layout: DemoLayout, gallery: Path) -> int:
+    """Print the silhouettes of the treated wells by batch and by MoA, as a markdown table."""
+    table = separation_table(layout, gallery, tuple(args.features))
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    layout = default_layout(size=args.size)
+    layout = layout_of(args)
     started = time.monotonic()
     gallery = build_gallery(layout, args.root)
     log.info("demo gallery ready in %s (%.0f s)", gallery, time.monotonic() - started)
+    if args.command == "separation":
+        return separation(args, layout, gallery)
     with S3Server() as server:
         count = serve_gallery(server, gallery)
         log.info("serving %d objects at %s", count, server.endpoint_url)
@@ -103,12 +124,20 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     parser = argparse.ArgumentParser(prog="python -m workflow_scripts.demo", description=__doc__)
-    parser.add_argument("command", choices=["run", "serve"])
-    parser.add_argument("--root", type=Path, default=REPO / "demo_data", help="where the gallery is written")
-    parser.add_argument("--size", type=int, default=1080, help="field size in pixels")
+    parser.add_argument("command", choices=["run", "serve", "separation"])
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="default",
+                        help="separation only: the small layout is the tests' gallery")
+    parser.add_argument("--root", type=Path, help="where the gallery is written (default: demo_data, or demo_data/small)")
+    parser.add_argument("--size", type=int, help="field size in pixels (default: the layout's, 1080 or 384)")
+    parser.add_argument("--features", nargs="+", choices=sorted(FEATURE_SETS), default=["cellprofiler"],
+                        help="feature sets the separation command measures")
     parser.add_argument("--cores", default="all")
     parser.add_argument("snakemake_args", nargs="*", help="passed on to Snakemake (after --)")
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.layout != "default" and args.command != "separation":
+        parser.error("--layout applies to separation only: the demo runs the default layout")
+    args.root = args.root or ROOTS[args.layout]
+    return run(args)
 
 
 if __name__ == "__main__":

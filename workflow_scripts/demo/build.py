@@ -8,8 +8,8 @@ the real one; the ground truth and the plate table go beside it.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -22,9 +22,16 @@ import tifffile
 
 from workflow_scripts.demo.design import (
     CV8000_PIXEL_SIZE_M,
+    NEGATIVE_CONTROL,
     PHENIX_PIXEL_SIZE_M,
+    Compound,
     DemoLayout,
     DemoPlate,
+    edge_distance,
+    effects,
+    phenotype_effects,
+    stable_seed,
+    well_cells,
 )
 from workflow_scripts.demo.single_cells import write_backend
 from workflow_scripts.demo.synth import illumination_function, render_site
@@ -36,7 +43,7 @@ PHENIX_CHANNELS = {"Mito": 1, "AGP": 2, "RNA": 3, "ER": 4, "DNA": 5}
 CV8000_CHANNELS = {"DNA": 1, "ER": 2, "RNA": 3, "AGP": 4, "Mito": 5}
 COMPLETE = ".complete"
 # Bumped whenever what the builder writes changes, so older galleries are rebuilt.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _row_col(well: str) -> tuple[int, int]:
@@ -65,6 +72,11 @@ def backend_key(layout: DemoLayout, plate: DemoPlate) -> str:
     return f"{layout.dataset}/{plate.source}/workspace/backend/{plate.batch}/{plate.plate}/{plate.plate}.sqlite"
 
 
+def platemaps_key(layout: DemoLayout, plate: DemoPlate) -> str:
+    """The folder of the plate's batch's platemap files, where the gallery keeps them."""
+    return f"{layout.dataset}/{plate.source}/workspace/metadata/platemaps/{plate.batch}"
+
+
 def _stored_sites(layout: DemoLayout, plate: DemoPlate, gallery: Path) -> Iterator[tuple[dict, dict]]:
     """Each site's metadata and images as written, for measuring single cells."""
     for well, site in sites_of(layout, plate):
@@ -74,8 +86,8 @@ def _stored_sites(layout: DemoLayout, plate: DemoPlate, gallery: Path) -> Iterat
 
 
 def site_seed(plate: DemoPlate, well: str, site: int) -> int:
-    """A stable seed per site, so the gallery is the same on every machine."""
-    return int.from_bytes(f"{plate.plate}/{well}/{site}".encode(), "little") % (2**32)
+    """A stable seed per site, so the gallery is the same on every machine and every site has its own cells."""
+    return stable_seed(plate.plate, well, site)
 
 
 def sites_of(layout: DemoLayout, plate: DemoPlate) -> Iterator[tuple[str, int]]:
@@ -122,8 +134,8 @@ def write_plate(layout: DemoLayout, plate: DemoPlate, gallery: Path, workers: in
     """Images, illumination functions, LoadData, platemap and single-cell backend of one plate."""
     def render(task: tuple[str, int]) -> None:
         well, site = task
-        phenotype = layout.wells[well].phenotype()
-        channels = render_site(site_seed(plate, well, site), phenotype, plate.effect, layout.size)
+        phenotype, stain = well_cells(plate, well, layout.wells[well])
+        channels = render_site(site_seed(plate, well, site), phenotype, plate.effect, layout.size, stain)
         for channel, pixels in channels.items():
             path = gallery / image_key(layout, plate, well, site, channel)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,42 +158,91 @@ def write_plate(layout: DemoLayout, plate: DemoPlate, gallery: Path, workers: in
     _write_platemap(layout, plate, gallery)
 
 
+def platemap(layout: DemoLayout, name: str) -> pd.DataFrame:
+    """The platemap in the JUMP-Target convention: JUMP's platemap columns joined with
+    its compound metadata (``pert_type`` trt/control, ``control_type`` negcon/poscon_cp,
+    empty for treatments; DMSO has no ``broad_sample``)."""
+    return pd.DataFrame(
+        [
+            {"plate_map_name": name, "well_position": well, "broad_sample": c.broad_sample, "solvent": NEGATIVE_CONTROL,
+             "pert_iname": c.name, "pert_type": c.pert_type, "control_type": c.control,
+             "moa": "" if c.control == "negcon" else c.moa, "target": c.target}
+            for well, c in layout.wells.items()
+        ]
+    )
+
+
 def _write_platemap(layout: DemoLayout, plate: DemoPlate, gallery: Path) -> None:
     """The gallery's platemap files: barcode → platemap name → well contents."""
-    folder = gallery / layout.dataset / plate.source / "workspace" / "metadata" / "platemaps" / plate.batch
+    folder = gallery / platemaps_key(layout, plate)
     name = f"{layout.dataset}-platemap"
     barcode = folder / "barcode_platemap.csv"
     existing = pd.read_csv(barcode, dtype=str) if barcode.exists() else pd.DataFrame()
     rows = pd.concat([existing, pd.DataFrame([{"Assay_Plate_Barcode": plate.plate, "Plate_Map_Name": name}])])
     folder.mkdir(parents=True, exist_ok=True)
     rows.drop_duplicates().to_csv(barcode, index=False)
-    platemap = pd.DataFrame(
-        [
-            {"plate_map_name": name, "well_position": well, "broad_sample": c.name, "moa": c.moa,
-             "pert_type": "control" if c.potency == 0 else "trt"}
-            for well, c in layout.wells.items()
-        ]
-    )
     (folder / "platemap").mkdir(exist_ok=True)
-    platemap.to_csv(folder / "platemap" / f"{name}.txt", sep="\t", index=False)
+    platemap(layout, name).to_csv(folder / "platemap" / f"{name}.txt", sep="\t", index=False)
+
+
+def _plate_truth(plate: DemoPlate) -> dict[str, object]:
+    """One plate's technical effects, one column per number."""
+    effect = plate.effect
+    return {
+        "Metadata_Source": plate.source, "Metadata_Batch": plate.batch, "Metadata_Plate": plate.plate,
+        "microscope": plate.microscope, "stress_response": plate.response.name,
+        **{f"response_{k}": v for k, v in phenotype_effects(plate.response).items()},
+        "density": plate.density,
+        **{f"gain_{ch}": effect.gain_for(ch) for ch in PHENIX_CHANNELS},
+        **{f"offset_{ch}": effect.offset_for(ch) for ch in PHENIX_CHANNELS},
+        "vignetting": effect.vignetting, "gamma": effect.gamma, "blur": effect.blur,
+    }
+
+
+def _well_truth(plate: DemoPlate, well: str, compound: Compound) -> dict[str, object]:
+    """What one well of one plate was rendered with: position, seeding, staining, phenotype."""
+    phenotype, stain = well_cells(plate, well, compound)
+    return {"Metadata_Plate": plate.plate, "Metadata_Well": well, "Metadata_Perturbation": compound.name,
+            "edge_distance": edge_distance(well), "stain": stain,
+            **{f"effect_{k}": v for k, v in phenotype_effects(phenotype).items()}}
+
+
+def _effects_readme(described: list[dict[str, object]]) -> str:
+    """``effects.json`` in words, for a person opening the folder."""
+    lines = [
+        "# Ground truth of the demo gallery", "",
+        "- `wells.csv`: what each well position holds (perturbation, MoA, potency, control type, MoA phenotype).",
+        "- `plates.csv`: each plate's batch and technical effects (gain and offset per channel, vignetting,",
+        "  gamma, blur, the batch's stress response to compounds, seeding density).",
+        "- `well_conditions.csv`: per plate and well, the distance to the plate edge, the staining factor and",
+        "  the phenotype the cells were rendered with (batch stress response and seeding included).",
+        "- `effects.json`: the technical effects below, machine-readable.", "",
+        "`python -m workflow_scripts.demo separation` measures what survives per-plate normalization:",
+        "the cosine silhouettes of the treated wells by batch and by MoA.", "",
+        "| effect | level | removed by per-plate normalization | size |", "|---|---|---|---|",
+    ]
+    lines += [f"| {e['effect']} | {e['level']} | {'yes' if e['removed_by_normalization'] else 'no'} | {e['size']} |"
+              for e in described]
+    return "\n".join(lines) + "\n"
 
 
 def write_ground_truth(layout: DemoLayout, root: Path) -> None:
-    """The truth later stages are scored against, and the plate table."""
+    """The truth later stages are scored against, its description, and the plate table."""
     truth = root / "ground_truth"
     truth.mkdir(parents=True, exist_ok=True)
     wells = [
         {"Metadata_Well": well, "Metadata_Perturbation": c.name, "Metadata_MoA": c.moa, "potency": c.potency,
-         **{f"effect_{k}": v for k, v in dataclasses.asdict(c.phenotype()).items() if isinstance(v, float)}}
+         "control_type": c.control,
+         **{f"effect_{k}": v for k, v in phenotype_effects(c.phenotype()).items()}}
         for well, c in layout.wells.items()
     ]
     pd.DataFrame(wells).to_csv(truth / "wells.csv", index=False)
-    batches = [
-        {"Metadata_Source": p.source, "Metadata_Batch": p.batch, "Metadata_Plate": p.plate,
-         "microscope": p.microscope, **{f"batch_{k}": v for k, v in dataclasses.asdict(p.effect).items()}}
-        for p in layout.plates
-    ]
-    pd.DataFrame(batches).to_csv(truth / "plates.csv", index=False)
+    pd.DataFrame([_plate_truth(p) for p in layout.plates]).to_csv(truth / "plates.csv", index=False)
+    conditions = [_well_truth(p, well, c) for p in layout.plates for well, c in layout.wells.items()]
+    pd.DataFrame(conditions).to_csv(truth / "well_conditions.csv", index=False)
+    described = effects(layout)
+    (truth / "effects.json").write_text(json.dumps(described, indent=1) + "\n")
+    (truth / "README.md").write_text(_effects_readme(described))
     table = pd.DataFrame(
         [{"Metadata_Source": p.source, "Metadata_Batch": p.batch, "Metadata_Plate": p.plate,
           "Metadata_PlateType": "COMPOUND"} for p in layout.plates]

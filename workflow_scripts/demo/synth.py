@@ -6,11 +6,17 @@ the camera (``BatchEffect``). Later stages are scored on recovering the one
 and removing the other, so both must act the way they do in real data:
 phenotypes change cells, batch effects change image formation.
 
-Image formation is ordered as in a microscope: fluorophore signal ×
-illumination (vignetting) × detector gain, then the camera's baseline and
-additive offset, then shot noise (variance proportional to the detected
-signal) and read noise, then clipping to uint16, so saturation happens at
-65535 where real cameras saturate, in a small fraction of pixels.
+Image formation is ordered as in a microscope: fluorophore signal (× the
+well's staining), blurred by the batch's defocus, × illumination
+(vignetting), through the batch's intensity response (a power law around a
+reference level, identity for the calibrated microscope) × detector gain,
+then the camera's baseline and additive offset, then shot noise (variance
+proportional to the detected signal) and read noise, then clipping to
+uint16, so saturation happens at 65535 where real cameras saturate, in a
+small fraction of pixels. Gain and offset are linear, so per-plate
+normalization against controls removes them; the response curve and the
+blur are not, so how they change a treatment's profile relative to the
+controls survives it.
 
 Intensity constants are calibrated on the real source_4 field of
 ``../shared/fixtures/jump-pixels`` (site 0: cpg0016 source_4 /
@@ -69,6 +75,9 @@ CYTOPLASM_TEXTURE = 0.35
 NUCLEOLAR_DNA_EXCLUSION = 0.5
 #: Amplitude of the slow background haze (out-of-focus light, uneven medium).
 HAZE = 0.04
+#: Signal level (ADU above the baseline) that a nonlinear intensity response
+#: leaves unchanged: about the brightness of a cell's cytoplasm.
+RESPONSE_REFERENCE_ADU = 10000.0
 
 
 @dataclass(frozen=True)
@@ -131,11 +140,16 @@ class BatchEffect:
     ``gain`` and ``offset`` are one number for all channels or a mapping
     channel → number (channels left out are unchanged). ``vignetting`` is the
     fractional illumination loss at the field corners (0 = flat field).
+    ``gamma`` is the exponent of the intensity response around
+    ``RESPONSE_REFERENCE_ADU`` (1 = linear; stain lots and detectors differ
+    in how they saturate), ``blur`` the sd in px of the defocus blur.
     """
 
     gain: float | Mapping[str, float] = field(default=1.0, hash=False)
     vignetting: float = 0.0
     offset: float | Mapping[str, float] = field(default=0.0, hash=False)
+    gamma: float = 1.0
+    blur: float = 0.0
 
     @classmethod
     def none(cls) -> BatchEffect:
@@ -145,6 +159,10 @@ class BatchEffect:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.vignetting) and 0.0 <= self.vignetting < 1.0):
             raise ValueError(f"batch vignetting must be in [0, 1), got {self.vignetting!r}")
+        if not (math.isfinite(self.gamma) and 0.5 <= self.gamma <= 2.0):
+            raise ValueError(f"batch gamma must be in [0.5, 2], got {self.gamma!r}")
+        if not (math.isfinite(self.blur) and self.blur >= 0):
+            raise ValueError(f"batch blur must be finite and >= 0 px, got {self.blur!r}")
         for channel in CHANNELS:
             gain, offset = self.gain_for(channel), self.offset_for(channel)
             if not (math.isfinite(gain) and gain > 0):
@@ -196,8 +214,13 @@ def _check_size(size: int) -> None:
         raise ValueError(f"field size must be >= 64 px (a cell is ~100 px across), got {size}")
 
 
-def render_site(seed: int, phenotype: Phenotype, batch: BatchEffect, size: int = 1080) -> dict[str, np.ndarray]:
+def render_site(
+    seed: int, phenotype: Phenotype, batch: BatchEffect, size: int = 1080, stain: float = 1.0
+) -> dict[str, np.ndarray]:
     """Render one field: channel name → uint16 (size, size) image, deterministic in ``seed``.
+
+    ``stain`` scales the cells' staining in every channel (the well's
+    dispensing and the plate-edge effect); the medium's background is not stained.
 
     Independent random streams (layout, textures, noise) are spawned from the
     seed, so for one seed a batch effect never moves a cell and every
@@ -207,6 +230,8 @@ def render_site(seed: int, phenotype: Phenotype, batch: BatchEffect, size: int =
     _check_size(size)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if not (math.isfinite(stain) and stain > 0):
+        raise ValueError(f"stain must be finite and > 0, got {stain!r}")
     layout_rng, texture_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     shape = CellShape(
         phenotype.nucleus_scale, phenotype.cell_density, phenotype.cell_scale, phenotype.shape_irregularity
@@ -222,10 +247,25 @@ def render_site(seed: int, phenotype: Phenotype, batch: BatchEffect, size: int =
     for c, channel in enumerate(CHANNELS):
         amplitudes = {name: np.float32(value) for name, value in AMPLITUDE_ADU[channel].items()}
         cells = _CHANNEL_SIGNALS[channel](amplitudes, structures, textures, phenotype) * brightness[c][label]
-        signal = cells + np.float32(BACKGROUND_ADU[channel]) * haze
-        readout = camera_readout(signal * illumination, batch.gain_for(channel), batch.offset_for(channel), noise_rng)
-        images[channel] = readout
+        signal = _defocus(cells * np.float32(stain) + np.float32(BACKGROUND_ADU[channel]) * haze, batch.blur)
+        detected = intensity_response(signal * illumination, batch.gamma)
+        images[channel] = camera_readout(detected, batch.gain_for(channel), batch.offset_for(channel), noise_rng)
     return images
+
+
+def _defocus(signal: np.ndarray, blur: float) -> np.ndarray:
+    """The optics' defocus: a Gaussian blur of ``blur`` px sd (none at 0)."""
+    return ndi.gaussian_filter(signal, blur, mode="nearest") if blur > 0 else signal
+
+
+def intensity_response(signal: np.ndarray, gamma: float) -> np.ndarray:
+    """A power-law response around ``RESPONSE_REFERENCE_ADU``: compresses (gamma < 1) or
+    expands (gamma > 1) bright signal relative to dim, which no per-feature shift
+    and scale can undo."""
+    if gamma == 1.0:
+        return signal
+    reference = np.float32(RESPONSE_REFERENCE_ADU)
+    return reference * np.power(np.maximum(signal, 0) / reference, np.float32(gamma))
 
 
 def _textures(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
