@@ -37,13 +37,18 @@ def plate_profiles(shared_fixtures, tmp_path_factory) -> list[Path]:
         ],
         axis=1,
     )
+    plates = root / "plates.csv"
+    pd.DataFrame(
+        {"Metadata_Source": SOURCE, "Metadata_Batch": BATCH, "Metadata_Plate": ["218360", "218361"]}
+    ).to_csv(plates, index=False)
+    settings = {"annotation": ANNOTATION, "plates": str(plates), "dataset": "cpg-test"}
     outputs = []
     for table in (wells, moved):
         plate = table["Metadata_Plate"].iloc[0]
         wells_path, platemap_path = write_inputs(root, table, plate_map(shared_fixtures), plate)
         out = root / plate / "profiles" / "cellprofiler.parquet"
         argv = [
-            "--settings", json.dumps({"annotation": ANNOTATION}), "--plate", f"cpg-test/{SOURCE}/{BATCH}/{plate}",
+            "--settings", json.dumps(settings), "--plate", f"cpg-test/{SOURCE}/{BATCH}/{plate}",
             "--wildcard", "features=cellprofiler", "--input", f"wells={wells_path}", "--input", f"platemap={platemap_path}",
             "--output", f"profiles={out}",
         ]  # fmt: skip

@@ -54,3 +54,22 @@ def test_cellprofiler_wells_reflect_the_demo_backend(finished):
         assert (wells["Metadata_Object_Count"] > 0).all()
         features = [c for c in wells.columns if not c.startswith("Metadata_")]
         assert {c.split("_")[0] for c in features} == {"Cells", "Cytoplasm", "Nuclei"}
+
+
+def test_cross_plate_outputs_follow_the_design(finished):
+    """Every feature set's collection: profiles, selection without NaN, one corrected table per method."""
+    layout, root, results = finished
+    methods = ["none", "sphering", "harmony", "combat", "control_std", "sphering+harmony"]
+    for features in ("dino", "cellprofiler"):
+        folder = results / "collection" / features
+        collected = pd.read_parquet(folder / "profiles.parquet")
+        assert set(collected["Metadata_Plate"]) == {plate.plate for plate in layout.plates}
+        assert set(collected["Metadata_PertType"]) == {"trt", "negcon", "poscon"}
+        selected = pd.read_parquet(folder / "selected.parquet")
+        assert not selected.filter(regex="^(?!Metadata_)").isna().any().any()
+        for method in methods:
+            corrected = pd.read_parquet(folder / "corrected" / f"{method}.parquet")
+            assert len(corrected) == len(selected), (features, method)
+            assert (folder / "models" / f"{method}.npz").is_file() and (folder / "models" / f"{method}.json").is_file()
+        harmony = pd.read_parquet(folder / "corrected" / "harmony.parquet")
+        assert any(c.startswith("harmony_") for c in harmony.columns)

@@ -52,3 +52,20 @@ def run_snakemake(
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Snakemake's own job summary ("Job stats") of a run: jobs per rule, ``total`` left out."""
+    text = result.stdout + result.stderr
+    if "Job stats:" not in text:
+        return {}
+    lines = text[text.index("Job stats:") :].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+

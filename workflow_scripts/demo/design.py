@@ -285,15 +285,16 @@ def default_layout(size: int = 1080, sites: int = 2) -> DemoLayout:
 
 
 def small_layout(size: int = 384) -> DemoLayout:
-    """A quick gallery for tests: one Phenix and one CV8000 plate with every well.
+    """A quick gallery for tests: a Phenix plate, a CV8000 plate, then a second plate of the first batch.
 
     Two batches (one per microscope, with different stress responses,
-    gamma and blur), both site-numbering conventions, one plate with and
-    one without illumination functions; all 16 wells, so treated wells
-    replicate each MoA across batches and the controls have a spread.
+    gamma and blur), both site-numbering conventions, plates with and
+    without illumination functions; all 16 wells, so treated wells
+    replicate each MoA across batches and the controls have a spread. The
+    third plate is last so that a test can grow a run from two plates to three.
     """
     full = default_layout(size=size, sites=2)
-    return dataclasses.replace(full, plates=(full.plates[0], full.plates[4]))
+    return dataclasses.replace(full, plates=(full.plates[0], full.plates[4], full.plates[1]))
 
 
 def effects(layout: DemoLayout) -> list[dict[str, object]]:
