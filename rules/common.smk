@@ -129,11 +129,13 @@ def locked_model(wildcards):
     folder = f"{locked}/{wildcards.features}"
     if "method" not in wildcards.keys():
         return [f"{folder}/selected.parquet"]
-    if "harmony" in wildcards.method.split("+"):
-        raise WorkflowError(
-            f"correction.locked: method {wildcards.method!r} cannot be locked: Harmony has no model that "
-            "applies to new profiles without refitting; leave it out of correction.methods in locked runs"
-        )
+    from workflow_scripts.correct.chain import require_lockable
+    from workflow_scripts.errors import InputError
+
+    try:
+        require_lockable(wildcards.method)
+    except InputError as error:
+        raise WorkflowError(str(error)) from None
     return [f"{folder}/models/{wildcards.method}.npz", f"{folder}/models/{wildcards.method}.json"]
 
 

@@ -115,7 +115,7 @@ def locked_features(locked: Path, features: Sequence[str]) -> list[str]:
     """The feature columns of a locked run's ``selected.parquet``; each must be among ``features``."""
     if not locked.is_file():
         raise InputError(f"correction.locked: {locked} does not exist")
-    wanted = [c for c in pq.read_schema(locked).names if not c.startswith("Metadata_")]
+    wanted = feature_columns(pq.read_schema(locked).names)
     missing = [f for f in wanted if f not in set(features)]
     if missing:
         raise InputError(

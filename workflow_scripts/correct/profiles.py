@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.errors import InputError
+from workflow_scripts.profiles.columns import feature_columns
+from workflow_scripts.profiles.table import profile_table
 from workflow_scripts.provenance import write_table
-
-METADATA_PREFIX = "Metadata_"
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def read_profiles(path: Path) -> Profiles:
     except (OSError, pa.ArrowInvalid) as error:
         raise InputError(f"{path}: cannot read the profiles ({error})") from error
     names = table.column_names
-    features = [name for name in names if not name.startswith(METADATA_PREFIX)]
+    features = feature_columns(names)
     if table.num_rows == 0 or not features:
         raise InputError(f"{path}: no profiles ({table.num_rows} rows, {len(features)} feature columns)")
     wrong = [name for name in features if not _numeric(table.schema.field(name).type)]
@@ -52,7 +52,7 @@ def read_profiles(path: Path) -> Profiles:
     nan = np.isnan(values).any(axis=0)
     if nan.any():
         raise InputError(f"{path}: feature columns hold NaN or nulls: {_some(np.asarray(features)[nan])}")
-    metadata = table.select([name for name in names if name.startswith(METADATA_PREFIX)])
+    metadata = table.drop_columns(features)
     return Profiles(Path(path), metadata, values, features)
 
 
@@ -60,11 +60,7 @@ def write_corrected(
     path: Path, profiles: Profiles, values: np.ndarray, features: Sequence[str], provenance: dict
 ) -> None:
     """The input's metadata columns, rows and schema metadata, with ``values`` as the features."""
-    by_column = np.asfortranarray(values)
-    columns = [pa.array(by_column[:, position]) for position in range(len(features))]
-    table = pa.Table.from_arrays(
-        [*profiles.metadata.columns, *columns], names=[*profiles.metadata.column_names, *features]
-    )
+    table = profile_table(profiles.metadata, features, values)
     inherited = {key: value for key, value in (profiles.metadata.schema.metadata or {}).items() if key != b"pandas"}
     write_table(table.replace_schema_metadata(inherited), path, "correct", provenance)
 

@@ -38,9 +38,10 @@ def metadata_name(column: str) -> str:
     return column if column.startswith(PREFIX) else f"{PREFIX}{column}"
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    """The feature columns: every column without the ``Metadata_`` prefix (pycytominer convention)."""
-    return [c for c in table.columns if not c.startswith(PREFIX)]
+def feature_columns(columns: Iterable[str]) -> list[str]:
+    """The feature columns among ``columns`` (a table's names, or a DataFrame): every name
+    without the ``Metadata_`` prefix (pycytominer convention)."""
+    return [c for c in columns if not c.startswith(PREFIX)]
 
 
 def find_column(columns: Iterable[str], name: str) -> str | None:
