@@ -129,7 +129,7 @@ def bare(folder: Path, threads: int) -> None:
     from sklearn.decomposition import PCA
     from threadpoolctl import threadpool_limits
 
-    from workflow_scripts.settings import section
+    from tests.support.settings import section
 
     settings = section("correction")
     table = pq.read_table(folder / "selected.parquet")

@@ -16,13 +16,13 @@ import pycytominer
 import pytest
 from pycytominer.operations import correlation_threshold as pycytominer_correlation_threshold
 
+from tests.support.settings import section
 from tests.test_collection_collect import collect, plate_profiles  # noqa: F401 (session fixture)
 from workflow_scripts.collection.__main__ import STAGE, main
 from workflow_scripts.collection.correlation import correlation_threshold
 from workflow_scripts.collection.select import select_features
 from workflow_scripts.profiles.columns import feature_columns
 from workflow_scripts.provenance import read_provenance
-from workflow_scripts.settings import section
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.settings import section
 from tests.test_profiles_normalize import LINCS_PLATE
 from workflow_scripts.errors import InputError
 from workflow_scripts.fetch.platemap import platemap_wells, read_text_table
 from workflow_scripts.profiles.annotate import KEYS, NamedTable, annotate_profiles
-from workflow_scripts.settings import section
 from workflow_scripts.wells import ROWS
 
 ALL_WELLS = [f"{row}{column:02d}" for row in ROWS for column in range(1, 25)]

@@ -14,11 +14,11 @@ import pycytominer
 import pytest
 from scipy import stats
 
+from tests.support.settings import section
 from workflow_scripts.errors import InputError
 from workflow_scripts.fetch.platemap import platemap_wells, read_text_table
 from workflow_scripts.profiles.columns import feature_columns
 from workflow_scripts.profiles.normalize import normalize_plate, regress_cell_count
-from workflow_scripts.settings import section
 
 PLATE = "profiles/plate-218360"
 LINCS_PLATE = "profiles/lincs-SQ00015054/SQ00015054_normalized_feature_select.csv.gz"

@@ -64,8 +64,3 @@ def resolve_cache_dir(config: dict[str, Any]) -> dict[str, Any]:
     """``cache_dir`` made explicit: unset means ``{results_dir}/cache``."""
     config["cache_dir"] = config["cache_dir"] or f"{config['results_dir']}/cache"
     return config
-
-
-def section(name: str, **overrides: Any) -> dict[str, Any]:
-    """One config section with its defaults, and ``overrides`` on top."""
-    return complete({name: overrides})[name]

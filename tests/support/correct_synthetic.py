@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tests.support.settings import section
 from workflow_scripts.correct.chain import Correction, run_chain
 from workflow_scripts.correct.groups import plate_groups
-from workflow_scripts.settings import section
 
 
 @dataclass(frozen=True)

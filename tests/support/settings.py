@@ -6,7 +6,12 @@ from workflow_scripts.dino.pipeline import RunOptions
 from workflow_scripts.dino.preprocess import Recipe
 from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.qc.thresholds import QcThresholds
-from workflow_scripts.settings import section
+from workflow_scripts.settings import complete
+
+
+def section(name: str, **overrides) -> dict:
+    """One config section with the schema's defaults, and ``overrides`` on top."""
+    return complete({name: overrides})[name]
 
 
 def qc_thresholds(**overrides) -> QcThresholds:
