@@ -16,6 +16,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}; ")
 
+from workflow_scripts import paths
 from workflow_scripts.plates import read_plate_table
 from workflow_scripts.settings import resolve_cache_dir
 
@@ -38,7 +39,7 @@ check_profile_variables()
 RESULTS = config["results_dir"]
 resolve_cache_dir(config)
 PLATES = read_plate_table(config["plates"], config["dataset"], config["select"])
-PLATE_DIR = f"{RESULTS}/plates/{{dataset}}/{{source}}/{{batch}}/{{plate}}"
+PLATE_DIR = f"{RESULTS}/{paths.PLATE_DIR}"
 PLATE_ID = "{dataset}/{source}/{batch}/{plate}"
 COLLECTION = f"{RESULTS}/collection"
 LOGS = f"{RESULTS}/logs"
@@ -147,5 +148,6 @@ def all_targets():
     targets = plate_targets(f"{PLATE_DIR}/qc/fields.parquet")
     for features in config["features"]:
         targets += plate_targets(f"{PLATE_DIR}/{features}/wells.parquet")
-        targets += expand(f"{COLLECTION}/{features}/corrected/{{method}}.parquet", method=config["correction"]["methods"])
+        targets += expand(f"{COLLECTION}/{features}/{{name}}", name=["selected_method.json", "drift.parquet"])
+    targets.append(f"{RESULTS}/report/index.html")
     return targets

@@ -9,6 +9,7 @@ rule profiles:
         batch_wells=batch_wells,
     output:
         profiles=f"{PLATE_DIR}/profiles/{{features}}.parquet",
+        annotated=f"{PLATE_DIR}/profiles/{{features}}_annotated.parquet",
     log:
         f"{LOGS}/profiles/{PLATE_ID}/{{features}}.log",
     benchmark:

@@ -49,6 +49,7 @@ def run(
         "--input", f"wells={wells}", "--input", f"platemap={platemap}",
         *[arg for path in batch for arg in ("--input", f"batch_wells={path}")],
         "--output", f"profiles={tmp_path / 'out' / 'profiles' / 'cellprofiler.parquet'}",
+        "--output", f"annotated={tmp_path / 'out' / 'profiles' / 'cellprofiler_annotated.parquet'}",
     ]  # fmt: skip
     return main(argv)
 
@@ -85,6 +86,10 @@ def test_stage_output_equals_pycytominer_on_the_annotated_plate(shared_fixtures,
     assert record["plate"] == PLATE_ID and record["features"] == "cellprofiler"
     assert record["normalization"]["reference_wells"] == 15
     assert (table["Metadata_PlateType"] == "CRISPR").all()  # from the plate table
+    annotated = pd.read_parquet(output(tmp_path).with_name("cellprofiler_annotated.parquet")).set_index("Metadata_Well")
+    assert annotated.drop(columns=features).equals(table.drop(columns=features))  # same rows, same annotation
+    raw = plate_wells(shared_fixtures).set_index("Metadata_Well").loc[table.index, features]
+    assert np.array_equal(annotated[features].to_numpy(), raw.to_numpy(dtype=float), equal_nan=True)
 
 
 def test_wellpos_reads_the_batch_wells(shared_fixtures, tmp_path):

@@ -1,8 +1,24 @@
-"""Where a fetched S3 object lives in the local cache."""
+"""Where outputs and fetched S3 objects live: one definition for rules and stages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+# A plate's folder under results_dir. The rules expand it with Snakemake
+# wildcards; a cross-plate stage that reads every plate (the report) fills it
+# from the plate table, so thousands of plates never travel on a command line.
+PLATE_DIR = "plates/{dataset}/{source}/{batch}/{plate}"
+
+
+def plate_dir(results_dir: str | Path, plate: Mapping[str, str]) -> Path:
+    """The folder of one row of the plate table (``Metadata_Dataset``, ``..._Source``, ``_Batch``, ``_Plate``)."""
+    return Path(results_dir) / PLATE_DIR.format(
+        dataset=plate["Metadata_Dataset"],
+        source=plate["Metadata_Source"],
+        batch=plate["Metadata_Batch"],
+        plate=plate["Metadata_Plate"],
+    )
 
 
 def cache_path(cache_dir: str | Path, bucket: str, key: str) -> Path:

@@ -5,7 +5,10 @@ Reads ``--input wells=`` (the plate's ``dino/wells.parquet`` or
 (``fetch/platemap.parquet``) and, when ``normalization.adjust`` has
 ``wellpos``, ``--input batch_wells=`` once per plate of the plate's batch
 (their ``wells.parquet`` of the same feature set; the plate's own may be
-among them). Writes ``--output profiles=`` (``profiles/{features}.parquet``);
+among them). Writes ``--output profiles=`` (``profiles/{features}.parquet``) and
+``--output annotated=`` (``profiles/{features}_annotated.parquet``: the same
+rows annotated but not normalized, which the report plots beside the
+normalized ones);
 ``--wildcard features=dino|cellprofiler``. Settings: ``annotation``,
 ``normalization``, ``plates`` and ``dataset`` (the plate table's own
 columns, e.g. ``Metadata_PlateType``, are stamped on the profiles), and
@@ -48,7 +51,7 @@ def profiles(call: StageCall) -> None:
     batch = read_batch(call.inputs.get("batch_wells", []), wells, features, plate) if wellpos else None
     normalized = normalize_plate(annotated.table, features, settings["normalization"], plate.plate, batch)
     metadata = pa.Table.from_pandas(annotated.table.drop(columns=features), preserve_index=False)
-    table = profile_table(metadata, features, normalized.values)
+    raw = annotated.table[features].to_numpy(dtype="float64")
     provenance = {
         "plate": call.plate_id,
         "features": call.wildcard("features"),
@@ -57,7 +60,8 @@ def profiles(call: StageCall) -> None:
         "normalization": normalized.report,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
-    write_table(table, call.output("profiles"), STAGE, provenance)
+    write_table(profile_table(metadata, features, raw), call.output("annotated"), STAGE, provenance)
+    write_table(profile_table(metadata, features, normalized.values), call.output("profiles"), STAGE, provenance)
 
 
 def stamp_plate_columns(wells: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
