@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean-demo
+.PHONY: install browser demo test lint lock clean-demo
 
 install: $(STAMP)
 
@@ -18,7 +18,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(PY) -m workflow_scripts.demo run
 
-test: $(STAMP)
+# The report's browser test opens it in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed (apt-get install chromium as root): the browser test will skip"; fi; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -ra
 
 lint: $(STAMP)
