@@ -50,7 +50,7 @@ def plate_profiles(shared_fixtures, tmp_path_factory) -> list[Path]:
         argv = [
             "--settings", json.dumps(settings), "--plate", f"cpg-test/{SOURCE}/{BATCH}/{plate}",
             "--wildcard", "features=cellprofiler", "--input", f"wells={wells_path}", "--input", f"platemap={platemap_path}",
-            "--output", f"profiles={out}",
+            "--output", f"profiles={out}", "--output", f"annotated={out.with_name('cellprofiler_annotated.parquet')}",
         ]  # fmt: skip
         assert profiles_main(argv) == 0
         outputs.append(out)
