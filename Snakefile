@@ -18,6 +18,8 @@ include: "rules/cellprofiler.smk"
 include: "rules/profiles.smk"
 include: "rules/collection.smk"
 include: "rules/correct.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

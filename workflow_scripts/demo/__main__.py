@@ -24,6 +24,7 @@ from workflow_scripts.demo.build import BUCKET, build_gallery
 from workflow_scripts.demo.design import DemoLayout, default_layout, small_layout
 from workflow_scripts.demo.s3server import S3Server, upload_tree
 from workflow_scripts.demo.separation import FEATURE_SETS, separation_table
+from workflow_scripts.evaluate.summary import run_summary
 from workflow_scripts.logs import configure_logging
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Results under {results}:")
         print(outputs_summary(results))
         print(f"Ground truth (perturbations, MoAs, batch effects): {args.root / 'ground_truth'}")
+        print(run_summary(results))
     return result.returncode
 
 

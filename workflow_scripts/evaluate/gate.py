@@ -31,7 +31,9 @@ def choose_method(kpis: pd.DataFrame, features: str, gate: Mapping[str, Any], we
     selected = passing[0]["method"] if passing else None
     for entry in methods:
         if entry["passes"] and entry["method"] != selected:
-            entry["reason"] = f"passes the gate, but scores {entry['score']:.3f} below {selected} ({passing[0]['score']:.3f})"
+            entry["reason"] = (
+                f"passes the gate, but scores {entry['score']:.3f} below {selected} ({passing[0]['score']:.3f})"
+            )
     return {
         "features": features,
         "selected": selected,
