@@ -22,6 +22,7 @@ every correction method.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -151,6 +152,7 @@ class BatchEvaluator:
 
     def __init__(self, metadata: pd.DataFrame, settings: dict, threads: int) -> None:
         self.n_wells = len(metadata)
+        self.seconds: dict[str, float] = {}  # per KPI, summed over the methods evaluated: where the time goes
         self.threads = threads
         self.neighbors = int(settings["neighbors"])
         self.seed = int(settings["seed"])
@@ -200,7 +202,10 @@ class BatchEvaluator:
         problem = _profile_problem(profiles, cosine=name != "batch_classifier_accuracy")
         if problem:
             return missing(name, plan.n, problem)
-        return catalogued(name, float(compute(profiles, plan)), plan.n, plan.note)
+        started = time.perf_counter()
+        value = float(compute(profiles, plan))
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        return catalogued(name, value, plan.n, plan.note)
 
     def _knn_plan(self, plan: _Plan) -> _Plan:
         """``plan`` with the graph's k in its note; not computable where k is not below the number of wells."""
