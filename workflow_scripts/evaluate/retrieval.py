@@ -785,6 +785,7 @@ class BiologyEvaluator:
 
     def __init__(self, meta: pd.DataFrame, settings: Mapping[str, Any], threads: int) -> None:
         self.settings = s = BiologySettings.of(settings)
+        self.seconds: dict[str, float] = {}  # per KPI group, summed over the methods evaluated
         self._nulls = tempfile.TemporaryDirectory(prefix="copairs-nulls-")
         wells = Wells.of(meta, s)
         self.consensus = Consensus.of(wells, s.replicate_key)
@@ -836,17 +837,17 @@ class BiologyEvaluator:
         """
         x = np.asarray(x, dtype=np.float64)
         names = list(feature_names) if feature_names is not None else [f"feature_{i}" for i in range(x.shape[1])]
-        consensus = _timed("consensus profiles", self.consensus.values, x)
+        consensus = _timed(self.seconds, "consensus profiles", self.consensus.values, x)
         kpis, activity = [], []
         for plan in self.retrieval:
             if isinstance(plan, Missing):
                 kpis += plan.rows
                 continue
-            rows, table = _timed(f"replicate retrieval vs {plan.reference}", plan.run, x)
+            rows, table = _timed(self.seconds, f"replicate retrieval vs {plan.reference}", plan.run, x)
             kpis += rows
             activity.append(table)
         for name, plan in self.plans.items():
-            kpis += _timed(name, plan, x, consensus)
+            kpis += _timed(self.seconds, name, plan, x, consensus)
         return BiologyResult(kpis, self._activity(activity), self.consensus.frame(consensus, names))
 
     def _activity(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -854,9 +855,11 @@ class BiologyEvaluator:
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
 
 
-def _timed(what: str, function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)``, its duration logged (debug) so that slow KPIs show in the stage log."""
+def _timed(seconds: dict[str, float], what: str, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, its duration added to ``seconds[what]`` and logged (debug): where the time goes."""
     started = time.perf_counter()
     result = function(*args)
-    log.debug("%s: %.2f s", what, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    seconds[what] = seconds.get(what, 0.0) + elapsed
+    log.debug("%s: %.2f s", what, elapsed)
     return result
