@@ -46,7 +46,7 @@ def snakemake_command(root: Path, cores: str, extra: Sequence[str]) -> list[str]
     turn nested values into strings.
     """
     overrides = root / "demo_overrides.yaml"
-    overrides.write_text(yaml.safe_dump({"plates": str(root / "plates.csv")}))
+    overrides.write_text(yaml.safe_dump({"plates": str(_from_repo(root / "plates.csv"))}))
     return [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
@@ -55,6 +55,17 @@ def snakemake_command(root: Path, cores: str, extra: Sequence[str]) -> list[str]
         "--cores", cores,
         *extra,
     ]
+
+
+def _from_repo(path: Path) -> Path:
+    """``path`` relative to the repository (Snakemake's working directory) where it lies inside it.
+
+    The default gallery's plate table is then named as ``config/demo.yaml``
+    names it, so a plain ``snakemake --configfile config/demo.yaml`` after
+    the demo sees the same parameters and has nothing to do.
+    """
+    resolved = path.resolve()
+    return resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else resolved
 
 
 def job_environment(endpoint_url: str) -> dict[str, str]:
