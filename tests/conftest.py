@@ -12,6 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``jax`` (scib-metrics starts JAX's threads in this process) run last.
+
+    A process forked after JAX has started its threads may deadlock, and the
+    OME-Zarr writer's workers fork.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("jax") is not None)
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """``../shared/fixtures`` beside the checkout; tests skip where it is absent."""

@@ -16,6 +16,8 @@ from workflow_scripts.evaluate import batch
 from workflow_scripts.evaluate.batch import BatchEvaluator, cosine_silhouette, knn_graph
 from workflow_scripts.evaluate.kpi import CATALOGUE
 
+pytestmark = pytest.mark.jax
+
 K = 15
 SETTINGS = {
     "replicate_key": "Metadata_Perturbation",

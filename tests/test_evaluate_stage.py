@@ -8,11 +8,14 @@ import json
 import logging
 
 import pandas as pd
+import pytest
 import pyarrow.parquet as pq
 
 from tests.support.correct_synthetic import Design, corrected, feature_columns, synthetic_profiles
 from workflow_scripts.evaluate.__main__ import main
 from workflow_scripts.evaluate.kpi import CATALOGUE
+
+pytestmark = pytest.mark.jax
 
 DESIGN = Design(batches=3, plates_per_batch=2, wells_per_plate=48, negcon_per_plate=12, perturbations=12)
 SETTINGS = {"evaluation": {"null_size": 200, "neighbors": 10}}
