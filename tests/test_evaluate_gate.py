@@ -13,6 +13,7 @@ from workflow_scripts.errors import InputError
 from workflow_scripts.evaluate.__main__ import main
 from workflow_scripts.evaluate.gate import choose_method, scale_across_methods
 from workflow_scripts.evaluate.kpi import CATALOGUE
+from workflow_scripts.settings import schema
 
 WEIGHTS = {"batch": 0.4, "biology": 0.6}
 GATE = {"silhouette_batch": {"threshold": 0.1, "direction": "lower"}}
@@ -100,3 +101,9 @@ def test_stage_writes_the_choice(tmp_path):
             "--input", f"kpis={kpis}", "--output", f"selected_method={out}"]  # fmt: skip
     assert main(argv) == 0
     assert json.loads(out.read_text())["selected"] == "combat"
+
+
+def test_the_schema_gates_exactly_the_catalogued_kpis():
+    gate = schema()["properties"]["evaluation"]["properties"]["gate"]
+    assert gate["propertyNames"]["enum"] == list(CATALOGUE)
+    assert set(gate["default"]) <= set(CATALOGUE)
