@@ -94,5 +94,7 @@ def test_stage_writes_the_drift_table(tmp_path):
         "features", "Metadata_Source", "Metadata_Batch", "Metadata_Plate", "order", "acquired", "n_controls",
         "centroid_distance", "dispersion", "robust_z", "flagged", "note",
     ]  # fmt: skip
-    assert table.loc[table["flagged"], "Metadata_Plate"].tolist() == ["P5"] and (table["features"] == "cellprofiler").all()
+    assert (
+        table.loc[table["flagged"], "Metadata_Plate"].tolist() == ["P5"] and (table["features"] == "cellprofiler").all()
+    )
     assert b"evaluate" in pq.read_schema(out).metadata

@@ -8,8 +8,8 @@ import json
 import logging
 
 import pandas as pd
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from tests.support.correct_synthetic import Design, corrected, feature_columns, synthetic_profiles
 from workflow_scripts.evaluate.__main__ import main
