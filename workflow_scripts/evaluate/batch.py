@@ -40,13 +40,12 @@ from sklearn.preprocessing import StandardScaler, normalize
 from threadpoolctl import threadpool_limits
 
 from workflow_scripts.evaluate.kpi import Kpi, catalogued, missing
+from workflow_scripts.evaluate.labels import text, treated
 
 if TYPE_CHECKING:
     from scib_metrics.nearest_neighbors import NeighborsResults
 
 PLATE_KEY = "Metadata_Plate"
-PERT_TYPE_KEY = "Metadata_PertType"
-NEGCON = "negcon"
 KPIS = ("silhouette_plate", "silhouette_batch", "ilisi_batch", "graph_connectivity", "batch_classifier_accuracy")
 # Elements of the (rows x labels) similarity block the silhouette holds at once (32 MiB of float64).
 _SILHOUETTE_BLOCK = 1 << 22
@@ -276,20 +275,16 @@ def _silhouette(profiles: np.ndarray, plan: _Plan) -> float:
     return cosine_silhouette(profiles, plan.codes)
 
 
-def _text(values: pd.Series) -> np.ndarray:
-    """Labels as stripped text, whatever the column's dtype (object, string, categorical); missing values
-    become ''."""
-    return values.astype("string").fillna("").str.strip().to_numpy(dtype=str)
+def _text(metadata: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` (present) as text labels, missing values ''."""
+    return text(metadata, column).astype(str)
 
 
 def _treated_wells(metadata: pd.DataFrame, replicate_key: str) -> tuple[np.ndarray, str]:
-    """Row numbers of the treated wells (not negcon, replicate key set), and why there are none."""
+    """Row numbers of the treated wells, and why there are none."""
     if replicate_key not in metadata:
         return np.array([], dtype=int), f"no {replicate_key} column: treated wells are undefined"
-    keyed = _text(metadata[replicate_key]) != ""
-    if PERT_TYPE_KEY in metadata:
-        keyed &= _text(metadata[PERT_TYPE_KEY]) != NEGCON
-    rows = np.flatnonzero(keyed)
+    rows = np.flatnonzero(treated(metadata, replicate_key))
     return rows, "" if len(rows) else "no treated wells"
 
 
@@ -300,7 +295,7 @@ def _label_plan(metadata: pd.DataFrame, treated: np.ndarray, why: str, column: s
         return _Plan(treated, empty, why)
     if column not in metadata:
         return _Plan(treated, empty, f"no {column} column")
-    labels = _text(metadata[column])[treated]
+    labels = _text(metadata, column)[treated]
     rows = treated[labels != ""]
     if not len(rows):
         return _Plan(rows, empty, f"no treated well has a {column} value")
@@ -316,7 +311,7 @@ def _replicate_plan(metadata: pd.DataFrame, treated: np.ndarray, why: str, repli
     """Treated wells coded by perturbation; not computable where no perturbation has two wells."""
     if why:
         return _Plan(treated, np.array([], dtype=int), why)
-    codes, counts = _label_codes(_text(metadata[replicate_key])[treated])
+    codes, counts = _label_codes(_text(metadata, replicate_key)[treated])
     if counts.max() < 2:
         return _Plan(treated, codes, f"no {replicate_key} value has two treated wells")
     return _Plan(treated, codes)
@@ -326,7 +321,7 @@ def _classifier_plan(metadata: pd.DataFrame, batches: _Plan, replicate_key: str,
     """``batches`` with folds that never split a perturbation's wells, and the chance level in its note."""
     if batches.why:
         return batches
-    groups, _ = _label_codes(_text(metadata[replicate_key])[batches.rows])
+    groups, _ = _label_codes(_text(metadata, replicate_key)[batches.rows])
     n_groups = int(groups.max()) + 1
     if n_groups < 2:
         return replace(batches, why=f"a single {replicate_key} value: no perturbation to hold out")

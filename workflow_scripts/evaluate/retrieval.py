@@ -72,8 +72,9 @@ from threadpoolctl import threadpool_limits
 
 from workflow_scripts.evaluate import replicating
 from workflow_scripts.evaluate.kpi import Kpi, NotComputable, catalogued, missing
+from workflow_scripts.evaluate.labels import NEGCON, PERT_TYPE_KEY, text, treated
 
-SOURCE_KEY, PERT_TYPE_KEY, NEGCON = "Metadata_Source", "Metadata_PertType", "negcon"
+SOURCE_KEY = "Metadata_Source"
 # Consensus table columns (the contract names them whatever the MoA and target keys are).
 MOA_COLUMN, TARGET_COLUMN = "Metadata_MoA", "Metadata_Target"
 # Similarity entries held at once (~16 MB float32, plus a float64 copy while ranking).
@@ -125,13 +126,6 @@ class BiologyResult:
 
 
 # ---------------------------------------------------------------- labels
-
-
-def text(meta: pd.DataFrame, column: str) -> np.ndarray | None:
-    """``column`` as stripped strings, "" where missing; None where the table lacks it."""
-    if column not in meta.columns:
-        return None
-    return meta[column].astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
 def membership(labels: Sequence[str], separator: str | None) -> tuple[sparse.csr_matrix, np.ndarray]:
@@ -364,10 +358,8 @@ class Wells:
         key = key if key is not None else np.full(len(meta), "", dtype=object)
         pert_type = text(meta, PERT_TYPE_KEY)
         pert_type = pert_type if pert_type is not None else np.full(len(meta), "", dtype=object)
-        negcon = pert_type == NEGCON
-        treated = (key != "") & ~negcon
         return cls(
-            key, treated, negcon, text(meta, settings.batch_key), text(meta, SOURCE_KEY),
+            key, treated(meta, settings.replicate_key), pert_type == NEGCON, text(meta, settings.batch_key), text(meta, SOURCE_KEY),
             text(meta, settings.moa_key), text(meta, settings.target_key), pert_type,
         )  # fmt: skip
 
