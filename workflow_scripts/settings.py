@@ -8,12 +8,13 @@ no default is ever written twice.
 from __future__ import annotations
 
 import copy
+import difflib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from workflow_scripts.errors import InputError
 
@@ -54,10 +55,26 @@ def complete(settings: dict[str, Any]) -> dict[str, Any]:
     root = {**schema(), "required": []}
     errors = sorted(_filling_validator()(root).iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:
-        error = errors[0]
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise SettingsError(f"config key {where}: {error.message}")
+        raise SettingsError(describe(errors[0]))
     return resolve_cache_dir(filled)
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming the offending key, as ``config key fetch.concurrency: ...``.
+
+    An unknown key is named itself, with the nearest known key, because
+    jsonschema's own message names only the section it sits in.
+    """
+    where = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = sorted(key for key in error.instance if key not in known)
+        if unknown:
+            key = ".".join([*where, str(unknown[0])])
+            close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+            hint = f"did you mean {'.'.join([*where, close[0]])}?" if close else f"known: {', '.join(known)}"
+            return f"config key {key} is not a known key ({hint})"
+    return f"config key {'.'.join(where) or '(top level)'}: {error.message}"
 
 
 def resolve_cache_dir(config: dict[str, Any]) -> dict[str, Any]:

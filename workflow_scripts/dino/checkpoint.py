@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -77,8 +78,7 @@ def resolve_checkpoint(
 
 def _strip_prefix(key: str) -> str:
     for prefix in STRIPPED_PREFIXES:
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
+        key = key.removeprefix(prefix)
     return key
 
 
@@ -86,19 +86,28 @@ def backbone_state_dict(raw: object, name: str) -> dict[str, torch.Tensor]:
     """The backbone weights inside a loaded checkpoint object, with prefixes removed.
 
     ``teacher`` wins when present (DINO's evaluation weights); ``head.*``
-    (the DINO projection head) is dropped.
+    (the DINO projection head) is dropped. A NaN or infinite weight is an
+    error here: it would give NaN embeddings, which surface much later as
+    features without spread.
     """
+    expected = "expected a state dict of tensors, or a dict with 'teacher' holding one"
     if isinstance(raw, dict) and "teacher" in raw:
         raw = raw["teacher"]
     if not isinstance(raw, dict) or not raw:
-        raise CheckpointError(f"checkpoint {name}: expected a state dict or a dict with 'teacher'")
+        raise CheckpointError(f"checkpoint {name}: {expected}; found {type(raw).__name__}")
     state: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"checkpoint {name}: entry {key!r} is not a tensor")
+            keys = ", ".join(map(str, list(raw)[:5]))
+            raise CheckpointError(
+                f"checkpoint {name}: {expected}; entry {key!r} is a {type(value).__name__} (keys: {keys})"
+            )
         stripped = _strip_prefix(str(key))
-        if not stripped.startswith(DROPPED_PREFIX):
-            state[stripped] = value
+        if stripped.startswith(DROPPED_PREFIX):
+            continue
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"checkpoint {name}: tensor {key!r} holds NaN or infinite values")
+        state[stripped] = value
     return state
 
 
@@ -129,8 +138,26 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {path}: cannot be read: refused by torch.load(weights_only=True), which never runs code "
+            f"from a file ({_refusal(error)}); a checkpoint holds only tensors in dicts, as "
+            "torch.save(model.state_dict(), path) writes them"
+        ) from error
     except Exception as error:  # torch raises several unrelated types for unreadable files
         raise CheckpointError(f"checkpoint {path}: cannot be read: {error}") from error
     state = backbone_state_dict(raw, str(path))
     check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=True)
+
+
+def _refusal(error: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only refusal that says what was refused.
+
+    The rest of torch's message suggests ``weights_only=False``, which this
+    workflow never does.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if "nsupported" in line]
+    if not lines:
+        return "not a weights-only file"
+    return lines[0].removeprefix("WeightsUnpickler error:").strip().split(". ")[0].rstrip(".")

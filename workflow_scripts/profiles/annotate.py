@@ -13,7 +13,7 @@ describe the DMSO wells, whose ``broad_sample`` is empty in the platemap, by
 a row whose ``broad_sample`` is empty (``NA``). A well a table did not match
 has no value at all, and never matches an empty cell of a later table, so a
 well missing from the platemap cannot pick up the DMSO row. Unmatched wells
-are kept with empty annotations and counted per table.
+are kept with empty annotations, counted and named per table.
 
 ``Metadata_Perturbation`` is the first non-empty of
 ``annotation.perturbation_columns``; ``Metadata_PertType`` comes from
@@ -75,10 +75,11 @@ def annotate_profiles(
     annotation, unmatched = base, {}
     for source in (platemap, *extra):
         annotation, unmatched[source.name] = join_table(annotation, source, plate)
-        if unmatched[source.name]:
+        if missed := unmatched[source.name]:
             log.warning(
-                "plate %s: %d of %d wells not matched by %s", plate, unmatched[source.name], len(base), source.name
-            )
+                "plate %s: %d of %d wells not matched by %s, kept without its annotation: %s%s",
+                plate, len(missed), len(base), source.name, ", ".join(missed[:10]), ", ..." if len(missed) > 10 else "",
+            )  # fmt: skip
     annotation = annotation.replace("", pd.NA)
     annotation[PERTURBATION], used = first_set(annotation, settings["perturbation_columns"], plate)
     marks = convention_marks(annotation, controls_table, settings["controls"], plate)
@@ -88,7 +89,8 @@ def annotate_profiles(
         "sources": [source.name for source in (platemap, *extra)],
         "controls_table": controls_table.name if controls_table else None,
         "wells": len(base),
-        "unmatched_wells": unmatched,
+        "unmatched_wells": {name: len(wells) for name, wells in unmatched.items()},
+        "unmatched_well_names": {name: wells for name, wells in unmatched.items() if wells},
         "perturbation_columns": used,
         "pert_types": annotation[PERT_TYPE].fillna("none").value_counts().to_dict(),
         "controls_by_convention": {name: m.value_counts().to_dict() for name, m in marks.items()},
@@ -97,8 +99,8 @@ def annotate_profiles(
     return Annotated(table, report)
 
 
-def join_table(annotation: pd.DataFrame, source: NamedTable, plate: str) -> tuple[pd.DataFrame, int]:
-    """``annotation`` left-joined with one table on the columns they share; and how many wells it missed.
+def join_table(annotation: pd.DataFrame, source: NamedTable, plate: str) -> tuple[pd.DataFrame, list[str]]:
+    """``annotation`` left-joined with one table on the columns they share; and the wells it missed.
 
     Rows of the table that share their keys yet differ elsewhere would give
     a well two annotations: an error naming the table and the keys.
@@ -121,7 +123,8 @@ def join_table(annotation: pd.DataFrame, source: NamedTable, plate: str) -> tupl
             f"several different rows (first: {first}); a well cannot take two annotations"
         )
     joined = annotation.merge(used, on=keys, how="left", indicator=True)
-    return joined.drop(columns="_merge"), int((joined["_merge"] == "left_only").sum())
+    missed = joined.loc[joined["_merge"] == "left_only", "Metadata_Well"].astype(str).tolist()
+    return joined.drop(columns="_merge"), missed
 
 
 def first_set(annotation: pd.DataFrame, candidates: Sequence[str], plate: str) -> tuple[pd.Series, list[str]]:

@@ -14,12 +14,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from workflow_scripts.atomic import atomic_path  # noqa: E402
-from workflow_scripts.wells import ROWS, split_well  # noqa: E402
+from workflow_scripts.atomic import atomic_path
+from workflow_scripts.wells import ROWS, split_well
 
 PLATE_96 = (8, 12)
 PLATE_384 = (16, 24)
