@@ -26,3 +26,19 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Before any job: remote jobs carry an image and no credential (common.smk),
+# and one run at a time per results directory, also from another working
+# directory (workflow_scripts/run_lock.py); Snakemake's own lock covers one.
+onstart:
+    check_remote_jobs()
+    run_lock.acquire(RESULTS, os.getcwd())
+
+
+onsuccess:
+    run_lock.release(RESULTS)
+
+
+onerror:
+    run_lock.release(RESULTS)

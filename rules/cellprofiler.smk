@@ -1,19 +1,19 @@
-# CellProfiler: the plate's fetched single cells aggregated to wells, without
-# the fields QC excludes (CPU nodes).
+# CellProfiler: the plate's CellProfiler output fetched and its single cells
+# aggregated to wells, without the fields QC excludes (CPU nodes).
 
 
 rule cellprofiler:
     input:
-        backend=f"{PLATE_DIR}/fetch/cellprofiler.parquet",
         qc=f"{PLATE_DIR}/qc/fields.parquet",
     output:
         wells=f"{PLATE_DIR}/cellprofiler/wells.parquet",
+        backend=f"{PLATE_DIR}/fetch/cellprofiler.parquet",
     log:
         f"{LOGS}/cellprofiler/{PLATE_ID}.log",
     benchmark:
         f"{BENCHMARKS}/cellprofiler/{PLATE_ID}.tsv"
     params:
-        settings=stage_settings("cellprofiler"),
+        settings=stage_settings("cellprofiler", "fetch", "gallery", "cache_dir"),
         io=stage_io,
     threads: config["cellprofiler"]["workers"]
     resources:

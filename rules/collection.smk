@@ -4,7 +4,7 @@
 
 rule collect:
     input:
-        profiles=lambda wildcards: plate_targets(f"{PLATE_DIR}/profiles/{wildcards.features}.parquet"),
+        plates_profiles=lambda wildcards: plate_targets(f"{PLATE_DIR}/profiles/{wildcards.features}.parquet"),
     output:
         profiles=f"{COLLECTION}/{{features}}/profiles.parquet",
     log:
@@ -12,7 +12,7 @@ rule collect:
     benchmark:
         f"{BENCHMARKS}/collection/{{features}}/collect.tsv"
     params:
-        settings=stage_settings("selection"),
+        settings=stage_settings("selection", "plates", "dataset", "select"),
         io=stage_io,
     resources:
         mem_mb=8000,

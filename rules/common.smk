@@ -4,6 +4,7 @@
 # its paths through `stage_io` (see workflow_scripts/stage.py).
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -16,25 +17,56 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}; ")
 
-from workflow_scripts import paths
+from workflow_scripts import paths, run_lock
 from workflow_scripts.plates import read_plate_table
-from workflow_scripts.settings import resolve_cache_dir
+from workflow_scripts.settings import SettingsError, complete, resolve_cache_dir
 
+try:  # one line naming the key, before Snakemake's own validation prints the whole schema
+    complete(config)
+except SettingsError as error:
+    raise WorkflowError(str(error)) from None
 validate(config, workflow.source_path("../config/config.schema.yaml"))
 
 
-def check_profile_variables():
+def check_profile_variable(option, value):
     """A profile value still reading `$NAME` means that variable is unset: say which to set."""
-    prefix = workflow.storage_settings.default_storage_prefix if workflow.storage_settings else None
-    unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", prefix or "")))
+    unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", value or "")))
     if unset:
         raise WorkflowError(
-            f"--default-storage-prefix is {prefix!r}: set the environment variable(s) {', '.join(unset)} "
+            f"{option} is {value!r}: set the environment variable(s) {', '.join(unset)} "
             "(the profile takes them from the environment; see its config.yaml)"
         )
 
 
-check_profile_variables()
+def check_remote_jobs():
+    """Before the first job goes to a cluster or cloud: its image is named, and no credential travels with it.
+
+    Snakemake copies every storage setting that is set into each remote job (on
+    AWS Batch in clear into the job definition's environment, which whoever may
+    describe jobs reads), so credentials come from the standard AWS chain here
+    and from the job role there. The executor is known only once the run
+    starts, so the Snakefile's `onstart` calls this.
+    """
+    if not workflow.non_local_exec:
+        return
+    check_profile_variable("--container-image", workflow.remote_execution_settings.container_image)
+    given = sorted(
+        f"--storage-{plugin}-{name.replace('_', '-')}"
+        for plugin, tagged in workflow.storage_provider_settings.items()
+        for name in ("access_key", "secret_key", "token")
+        if any(getattr(settings, name, None) is not None for settings in tagged)
+    )
+    if given:
+        raise WorkflowError(
+            f"{', '.join(given)} (or its SNAKEMAKE_STORAGE_* variable) would be copied in clear into every job: "
+            "unset it; give your own credentials the standard AWS way (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...), "
+            "jobs get theirs from the job role"
+        )
+
+
+check_profile_variable(
+    "--default-storage-prefix", workflow.storage_settings.default_storage_prefix if workflow.storage_settings else None
+)
 
 RESULTS = config["results_dir"]
 resolve_cache_dir(config)
@@ -79,10 +111,18 @@ def stage_settings(*sections):
 
 
 def stage_io(wildcards, input, output):
-    """The job's named inputs and outputs, and its plate, as stage options."""
+    """The job's named inputs and outputs, and its plate, as stage options.
+
+    Inputs named `plates_...` are every plate's files: declared so that
+    Snakemake orders (and, from remote storage, stages) them, but not passed,
+    since thousands of plates' paths would overflow a command line. The stage
+    finds them from the plate table (`workflow_scripts.plates.selected_plate_files`).
+    """
     options = []
     for flag, files in (("--input", input), ("--output", output)):
         for name, value in files.items():
+            if flag == "--input" and name.startswith("plates_"):
+                continue
             for path in [value] if isinstance(value, str) else value:
                 options += [flag, f"{name}={path}"]
     plate_keys = {"dataset", "source", "batch", "plate"}
@@ -107,15 +147,19 @@ def require_checkpoint(wildcards):
     return []
 
 
-def batch_wells(wildcards):
-    """Every plate of the batch's well profiles, which `wellpos` adjustment reads; none otherwise.
+def profiles_inputs(wildcards):
+    """Each feature set's well profiles of the plate, and, for `wellpos` adjustment, of its batch.
 
-    Only then does a plate's normalization depend on its batch's other plates.
+    Only with `wellpos` does a plate's normalization depend on its batch's
+    other plates.
     """
-    if "wellpos" not in config["normalization"]["adjust"]:
-        return []
-    batch = PLATES[(PLATES["Metadata_Source"] == wildcards.source) & (PLATES["Metadata_Batch"] == wildcards.batch)]
-    return plate_targets(f"{PLATE_DIR}/{wildcards.features}/wells.parquet", batch)
+    folder = PLATE_DIR.format(**wildcards)
+    inputs = {f"wells_{features}": f"{folder}/{features}/wells.parquet" for features in config["features"]}
+    if "wellpos" in config["normalization"]["adjust"]:
+        batch = PLATES[(PLATES["Metadata_Source"] == wildcards.source) & (PLATES["Metadata_Batch"] == wildcards.batch)]
+        for features in config["features"]:
+            inputs[f"batch_wells_{features}"] = plate_targets(f"{PLATE_DIR}/{features}/wells.parquet", batch)
+    return inputs
 
 
 def locked_model(wildcards):
@@ -140,29 +184,29 @@ def locked_model(wildcards):
     return [f"{folder}/models/{wildcards.method}.npz", f"{folder}/models/{wildcards.method}.json"]
 
 
-QC_HEATMAPS = ["focus", "nuclei", "intensity", "saturation", "flagged"]
-
-
 def all_targets():
-    """What `snakemake` builds by default: every stage, per plate and across plates."""
-    targets = plate_targets(f"{PLATE_DIR}/qc/fields.parquet")
+    """What `snakemake` builds by default: every stage, per plate and across plates.
+
+    Per-plate outputs are all upstream of these, so they are not listed:
+    thousands of plates' targets would slow the DAG.
+    """
+    targets = []
     for features in config["features"]:
-        targets += plate_targets(f"{PLATE_DIR}/{features}/wells.parquet")
         targets += expand(f"{COLLECTION}/{features}/{{name}}", name=["selected_method.json", "drift.parquet"])
     targets.append(f"{RESULTS}/report/index.html")
     return targets
 
 
 def report_inputs(wildcards):
-    """Everything the report shows; per-plate files in plate-table order."""
+    """Everything the report shows: each plate's QC and annotated profiles, each feature set's tables."""
     inputs = {
-        "qc": plate_targets(f"{PLATE_DIR}/qc/fields.parquet"),
-        "heatmaps": plate_targets(expand(f"{PLATE_DIR}/qc/heatmap_{{metric}}.png", metric=QC_HEATMAPS, allow_missing=True)),
-        "illum": plate_targets(f"{PLATE_DIR}/qc/illum"),
+        "plates_qc": plate_targets(f"{PLATE_DIR}/qc/fields.parquet"),
+        "plates_heatmaps": plate_targets(f"{PLATE_DIR}/qc/heatmaps"),
+        "plates_illum": plate_targets(f"{PLATE_DIR}/qc/illum"),
     }
     for features in config["features"]:
-        inputs[f"annotated_{features}"] = plate_targets(f"{PLATE_DIR}/profiles/{features}_annotated.parquet")
-        inputs[f"profiles_{features}"] = plate_targets(f"{PLATE_DIR}/profiles/{features}.parquet")
+        inputs[f"plates_annotated_{features}"] = plate_targets(f"{PLATE_DIR}/profiles/{features}_annotated.parquet")
+        inputs[f"plates_profiles_{features}"] = plate_targets(f"{PLATE_DIR}/profiles/{features}.parquet")
         inputs[f"corrected_{features}"] = expand(
             f"{COLLECTION}/{features}/corrected/{{method}}.parquet", method=config["correction"]["methods"]
         )
@@ -170,14 +214,5 @@ def report_inputs(wildcards):
             suffix = "json" if name == "selected_method" else "parquet"
             inputs[f"{name}_{features}"] = f"{COLLECTION}/{features}/{name}.{suffix}"
     if "dino" in config["features"]:
-        inputs["dino"] = plate_targets(f"{PLATE_DIR}/dino/wells.parquet")
+        inputs["plates_dino"] = plate_targets(f"{PLATE_DIR}/dino/wells.parquet")
     return inputs
-
-
-PER_PLATE_INPUTS = ("qc", "heatmaps", "illum", "annotated_", "profiles_", "dino")
-
-
-def report_io(wildcards, input, output):
-    """The stage options without the per-plate inputs: the stage finds those from the plate table."""
-    cross_plate = {name: files for name, files in input.items() if not name.startswith(PER_PLATE_INPUTS)}
-    return stage_io(wildcards, cross_plate, output)

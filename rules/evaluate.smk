@@ -61,7 +61,9 @@ rule gate:
 
 rule drift:
     input:
-        annotated=lambda wildcards: plate_targets(f"{PLATE_DIR}/profiles/{wildcards.features}_annotated.parquet"),
+        plates_annotated=lambda wildcards: plate_targets(
+            f"{PLATE_DIR}/profiles/{wildcards.features}_annotated.parquet"
+        ),
     output:
         drift=report(
             f"{COLLECTION}/{{features}}/drift.parquet",
@@ -74,7 +76,7 @@ rule drift:
     benchmark:
         f"{BENCHMARKS}/evaluate/{{features}}/drift.tsv"
     params:
-        settings=stage_settings("evaluation"),
+        settings=stage_settings("evaluation", "plates", "dataset", "select"),
         io=stage_io,
     resources:
         mem_mb=8000,

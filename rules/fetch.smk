@@ -1,5 +1,6 @@
-# Fetch: LoadData, images and illumination files of each plate from S3, and
-# the plate's CellProfiler output (the cellprofiler rule's declared input).
+# Fetch: LoadData, images and illumination files of each plate from S3. The
+# plate's CellProfiler output and platemap are fetched by the cellprofiler and
+# profiles jobs that read them: fewer jobs per plate, a faster DAG at scale.
 
 
 rule fetch:
@@ -23,50 +24,10 @@ rule fetch:
         "python -m workflow_scripts.fetch plate --settings {params.settings:q} {params.io} 2> {log:q}"
 
 
-rule fetch_backend:
-    output:
-        manifest=f"{PLATE_DIR}/fetch/cellprofiler.parquet",
-    log:
-        f"{LOGS}/fetch_backend/{PLATE_ID}.log",
-    benchmark:
-        f"{BENCHMARKS}/fetch_backend/{PLATE_ID}.tsv"
-    params:
-        settings=stage_settings("cellprofiler", "fetch", "gallery", "cache_dir"),
-        io=stage_io,
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=240,
-    conda:
-        CPU_ENV
-    shell:
-        "python -m workflow_scripts.fetch backend --settings {params.settings:q} {params.io} 2> {log:q}"
-
-
-rule fetch_platemap:
-    output:
-        platemap=f"{PLATE_DIR}/fetch/platemap.parquet",
-    log:
-        f"{LOGS}/fetch_platemap/{PLATE_ID}.log",
-    benchmark:
-        f"{BENCHMARKS}/fetch_platemap/{PLATE_ID}.tsv"
-    params:
-        settings=stage_settings("annotation", "fetch", "gallery", "cache_dir"),
-        io=stage_io,
-    resources:
-        mem_mb=1000,
-        runtime=30,
-    conda:
-        CPU_ENV
-    shell:
-        "python -m workflow_scripts.fetch platemap --settings {params.settings:q} {params.io} 2> {log:q}"
-
-
 rule fetched:
-    """Download every plate's objects and nothing else: `snakemake fetched` stages the data."""
+    """Download every plate's images and nothing else: `snakemake fetched` stages the pixels."""
     input:
         plate_targets(f"{PLATE_DIR}/fetch/manifest.parquet"),
-        plate_targets(f"{PLATE_DIR}/fetch/cellprofiler.parquet") if "cellprofiler" in config["features"] else [],
     localrule: True
 
 

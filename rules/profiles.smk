@@ -1,21 +1,26 @@
 # Profiles: each plate's well profiles annotated with its platemap and
-# normalized against its negative controls, per feature set (CPU nodes).
+# normalized against its negative controls, every feature set in one job
+# (CPU nodes).
 
 
 rule profiles:
     input:
-        wells=f"{PLATE_DIR}/{{features}}/wells.parquet",
-        platemap=f"{PLATE_DIR}/fetch/platemap.parquet",
-        batch_wells=batch_wells,
+        unpack(profiles_inputs),
     output:
-        profiles=f"{PLATE_DIR}/profiles/{{features}}.parquet",
-        annotated=f"{PLATE_DIR}/profiles/{{features}}_annotated.parquet",
+        platemap=f"{PLATE_DIR}/fetch/platemap.parquet",
+        **{f"profiles_{features}": f"{PLATE_DIR}/profiles/{features}.parquet" for features in config["features"]},
+        **{
+            f"annotated_{features}": f"{PLATE_DIR}/profiles/{features}_annotated.parquet"
+            for features in config["features"]
+        },
     log:
-        f"{LOGS}/profiles/{PLATE_ID}/{{features}}.log",
+        f"{LOGS}/profiles/{PLATE_ID}.log",
     benchmark:
-        f"{BENCHMARKS}/profiles/{PLATE_ID}/{{features}}.tsv"
+        f"{BENCHMARKS}/profiles/{PLATE_ID}.tsv"
     params:
-        settings=stage_settings("annotation", "normalization", "plates", "dataset", "gallery", "fetch", "cache_dir"),
+        settings=stage_settings(
+            "annotation", "normalization", "features", "plates", "dataset", "gallery", "fetch", "cache_dir"
+        ),
         io=stage_io,
     threads: 1
     resources:

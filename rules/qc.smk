@@ -7,7 +7,7 @@ rule qc:
         plate=f"{PLATE_DIR}/{{plate}}.ome.zarr",
     output:
         fields=f"{PLATE_DIR}/qc/fields.parquet",
-        heatmaps=expand(f"{PLATE_DIR}/qc/heatmap_{{metric}}.png", metric=QC_HEATMAPS, allow_missing=True),
+        heatmaps=directory(f"{PLATE_DIR}/qc/heatmaps"),
         illum=directory(f"{PLATE_DIR}/qc/illum"),
     log:
         f"{LOGS}/qc/{PLATE_ID}.log",

@@ -13,7 +13,7 @@ rule report:
         f"{BENCHMARKS}/report/report.tsv"
     params:
         settings=stage_settings(*config),
-        io=report_io,
+        io=stage_io,
     threads: 2
     resources:
         mem_mb=8000,

@@ -22,7 +22,6 @@ import pytest
 from tests.support.cellprofiler_synthetic import (
     SyntheticPlate,
     all_wells,
-    synthetic_sites,
     write_qc_fields,
     write_synthetic_backend,
 )
@@ -36,15 +35,19 @@ from workflow_scripts.cellprofiler.__main__ import main as cellprofiler_main
 from workflow_scripts.cellprofiler.aggregate import WellProfiles
 from workflow_scripts.cellprofiler.output import STAGE
 from workflow_scripts.demo.s3server import upload_tree
-from workflow_scripts.fetch.__main__ import main as fetch_main
 from workflow_scripts.fetch.backend import backend_key
 from workflow_scripts.fetch.gallery import PlateRef
 from workflow_scripts.provenance import read_provenance
 
 DATASET, SOURCE = "cpg0016-jump", "source_4"
 METADATA = [
-    "Metadata_Source", "Metadata_Batch", "Metadata_Plate", "Metadata_Well",
-    "Metadata_Object_Count", "Metadata_Flag_NoCells", "Metadata_n_fields_excluded",
+    "Metadata_Source",
+    "Metadata_Batch",
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_Object_Count",
+    "Metadata_Flag_NoCells",
+    "Metadata_n_fields_excluded",
 ]
 _buckets = itertools.count()
 
@@ -84,35 +87,37 @@ def settings(s3_server, bucket: str, tmp_path: Path, anonymous: bool = True, **c
     }
 
 
-def fetch(config: dict, tmp_path: Path, batch: str, plate: str) -> Path:
-    """``python -m workflow_scripts.fetch backend``; the manifest it wrote."""
-    manifest = tmp_path / "fetch" / "cellprofiler.parquet"
-    plate_id = f"{DATASET}/{SOURCE}/{batch}/{plate}"
-    argv = ["backend", "--settings", json.dumps(config), "--output", f"manifest={manifest}", "--plate", plate_id]
-    assert fetch_main(argv) == 0
-    return manifest
-
-
-def aggregate(config: dict, tmp_path: Path, batch: str, plate: str, manifest: Path, qc: Path, threads: int = 1) -> int:
-    """``python -m workflow_scripts.cellprofiler``; its exit status."""
+def aggregate(config: dict, tmp_path: Path, batch: str, plate: str, qc: Path, threads: int = 1) -> int:
+    """``python -m workflow_scripts.cellprofiler`` (it fetches the plate's output first); its exit status."""
     plate_id = f"{DATASET}/{SOURCE}/{batch}/{plate}"
     argv = [
-        "--settings", json.dumps(config), "--plate", plate_id, "--threads", str(threads),
-        "--input", f"backend={manifest}", "--input", f"qc={qc}",
+        "--settings", json.dumps(config), "--plate", plate_id, "--threads", str(threads), "--input", f"qc={qc}",
+        "--output", f"backend={manifest_path(tmp_path)}",
         "--output", f"wells={tmp_path / 'cellprofiler' / 'wells.parquet'}",
-    ]
+    ]  # fmt: skip
     return cellprofiler_main(argv)
 
 
+def manifest_path(tmp_path: Path) -> Path:
+    return tmp_path / "fetch" / "cellprofiler.parquet"
+
+
 def run_stage(
-    s3_server, bucket: str, tmp_path: Path, batch: str, plate: str,
-    *, excluded: Collection[tuple[str, str]] = (), anonymous: bool = True, threads: int = 1, **cellprofiler,
+    s3_server,
+    bucket: str,
+    tmp_path: Path,
+    batch: str,
+    plate: str,
+    *,
+    excluded: Collection[tuple[str, str]] = (),
+    anonymous: bool = True,
+    threads: int = 1,
+    **cellprofiler,
 ) -> Path:
     """Fetch and aggregate one plate, QC excluding the ``excluded`` (well, site) pairs; its wells.parquet."""
     config = settings(s3_server, bucket, tmp_path, anonymous, **cellprofiler)
-    manifest = fetch(config, tmp_path, batch, plate)
     qc = write_qc_fields(tmp_path / "qc" / "fields.parquet", plate, excluded, excluded)
-    assert aggregate(config, tmp_path, batch, plate, manifest, qc, threads) == 0
+    assert aggregate(config, tmp_path, batch, plate, qc, threads) == 0
     return tmp_path / "cellprofiler" / "wells.parquet"
 
 
@@ -145,7 +150,10 @@ def test_real_backends_through_s3_match_pycytominer(shared_fixtures, s3_server, 
     assert provenance["bytes"] == backend.stat().st_size
     assert provenance["url"].endswith("/workspace/backend/b1/SQ00014613/SQ00014613.sqlite")
     assert provenance["qc_exclusion"] == {
-        "sites_excluded_by_qc": 0, "applied": True, "fields_excluded": 0, "sites_not_in_source": 0,
+        "sites_excluded_by_qc": 0,
+        "applied": True,
+        "fields_excluded": 0,
+        "sites_not_in_source": 0,
     }
 
 
@@ -204,10 +212,15 @@ def test_qc_excluded_sites_are_left_out_and_counted(s3_server, synthetic_gallery
     n_excluded = table["Metadata_n_fields_excluded"]
     assert n_excluded["A01"] == 1 and n_excluded["A02"] == 3 and n_excluded.drop(["A01", "A02"]).eq(0).all()
     assert table.loc["A02", "Metadata_Object_Count"] == 0 and table.loc["A02", "Metadata_Flag_NoCells"]
-    reference = pycytominer_profiles(without_sites(root / key("b1", plate.plate, "sqlite"), left_out, tmp_path / "ref.sqlite"), "median")
+    reference = pycytominer_profiles(
+        without_sites(root / key("b1", plate.plate, "sqlite"), left_out, tmp_path / "ref.sqlite"), "median"
+    )
     assert_matches_pycytominer(as_profiles(table.reset_index()), reference)
     assert read_provenance(out, STAGE)["qc_exclusion"] == {
-        "sites_excluded_by_qc": 5, "applied": True, "fields_excluded": 4, "sites_not_in_source": 1,
+        "sites_excluded_by_qc": 5,
+        "applied": True,
+        "fields_excluded": 4,
+        "sites_not_in_source": 1,
     }
 
 
@@ -235,30 +248,26 @@ def test_atomic_output_leaves_nothing_on_failure(s3_server, tmp_path, caplog):
     junk.write_bytes(b"\0" * 8192)
     put(s3_server, bucket, junk, key("b1", "P2", "sqlite"))
     config = settings(s3_server, bucket, tmp_path)
-    manifest = fetch(config, tmp_path, "b1", "P2")
     qc = write_qc_fields(tmp_path / "qc" / "fields.parquet", "P2", ())
     with caplog.at_level(logging.ERROR, logger="workflow_scripts.cellprofiler"):
-        assert aggregate(config, tmp_path, "b1", "P2", manifest, qc) == 1
+        assert aggregate(config, tmp_path, "b1", "P2", qc) == 1
     assert any(r.getMessage().startswith("plate P2, s3://") and "P2.sqlite" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "cellprofiler").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
-def test_changed_cache_copy_is_refused(s3_server, tmp_path, caplog, damage):
-    """The stage reads only cached copies that still match the manifest."""
+def test_changed_cache_copy_is_fetched_again(s3_server, tmp_path, damage):
+    """A cached copy that no longer matches the bucket is downloaded again, and the wells are the same."""
     bucket = new_bucket(s3_server)
     plate = SyntheticPlate(n_cells=200, features=3, wells=all_wells()[:2], empty_wells=())
     put(s3_server, bucket, write_synthetic_backend(tmp_path / "b.sqlite", plate), key("b1", plate.plate, "sqlite"))
-    config = settings(s3_server, bucket, tmp_path)
-    manifest = fetch(config, tmp_path, "b1", plate.plate)
-    cached = Path(pd.read_parquet(manifest)["path"].iloc[0])
+    first = pd.read_parquet(run_stage(s3_server, bucket, tmp_path, "b1", plate.plate))
+    cached = Path(pd.read_parquet(manifest_path(tmp_path))["path"].iloc[0])
+    original = cached.read_bytes()
     if damage == "deleted":
         cached.unlink()
     else:
-        cached.write_bytes(cached.read_bytes()[:1000])
-    qc = write_qc_fields(tmp_path / "qc" / "fields.parquet", plate.plate, synthetic_sites(plate))
-    with caplog.at_level(logging.ERROR, logger="workflow_scripts.cellprofiler"):
-        assert aggregate(config, tmp_path, "b1", plate.plate, manifest, qc) == 1
-    message = caplog.records[-1].getMessage()
-    assert str(manifest) in message and str(cached) in message and key("b1", plate.plate, "sqlite") in message
-    assert ("is missing" if damage == "deleted" else "has 1000 bytes") in message
+        cached.write_bytes(original[:1000])
+    second = pd.read_parquet(run_stage(s3_server, bucket, tmp_path, "b1", plate.plate))
+    assert cached.read_bytes() == original
+    pd.testing.assert_frame_equal(second, first)

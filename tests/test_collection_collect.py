@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.plate_layout import lay_out_plates
 from tests.test_profiles_normalize import LINCS_PLATE, plate_map, plate_wells
-from tests.test_profiles_stage import ANNOTATION, write_inputs
+from tests.test_profiles_stage import ANNOTATION, output, run, write_inputs
 from workflow_scripts.collection.__main__ import STAGE, main
-from workflow_scripts.profiles.__main__ import main as profiles_main
 from workflow_scripts.profiles.columns import feature_columns
 from workflow_scripts.provenance import read_provenance
 
@@ -37,23 +37,18 @@ def plate_profiles(shared_fixtures, tmp_path_factory) -> list[Path]:
         ],
         axis=1,
     )
-    plates = root / "plates.csv"
-    pd.DataFrame(
-        {"Metadata_Source": SOURCE, "Metadata_Batch": BATCH, "Metadata_Plate": ["218360", "218361"]}
-    ).to_csv(plates, index=False)
-    settings = {"annotation": ANNOTATION, "plates": str(plates), "dataset": "cpg-test"}
     outputs = []
     for table in (wells, moved):
         plate = table["Metadata_Plate"].iloc[0]
-        wells_path, platemap_path = write_inputs(root, table, plate_map(shared_fixtures), plate)
-        out = root / plate / "profiles" / "cellprofiler.parquet"
-        argv = [
-            "--settings", json.dumps(settings), "--plate", f"cpg-test/{SOURCE}/{BATCH}/{plate}",
-            "--wildcard", "features=cellprofiler", "--input", f"wells={wells_path}", "--input", f"platemap={platemap_path}",
-            "--output", f"profiles={out}", "--output", f"annotated={out.with_name('cellprofiler_annotated.parquet')}",
-        ]  # fmt: skip
-        assert profiles_main(argv) == 0
-        outputs.append(out)
+        folder = root / plate
+        wells_path, platemaps = write_inputs(folder, table, plate_map(shared_fixtures), plate)
+        assert (
+            run(
+                folder, wells_path, platemaps, {"annotation": ANNOTATION}, plate_id=f"cpg-test/{SOURCE}/{BATCH}/{plate}"
+            )
+            == 0
+        )
+        outputs.append(output(folder))
     return outputs
 
 
@@ -69,21 +64,33 @@ def lincs_profiles(shared_fixtures, tmp_path_factory) -> Path:
 
 
 def collect(tmp_path: Path, inputs: list[Path], **selection) -> tuple[int, Path]:
-    """``python -m workflow_scripts.collection collect``; its exit status and output path."""
+    """``python -m workflow_scripts.collection collect`` on ``inputs`` laid out as a run's plates; status and output.
+
+    The stage finds each plate's file from the plate table, which lists the
+    plates in the order of ``inputs``.
+    """
+    plates = lay_out_plates(tmp_path, inputs, "profiles/cellprofiler.parquet")
+    settings = {"selection": selection, "plates": str(plates), "dataset": "cpg-test", "select": {}}
     out = tmp_path / "collection" / "cellprofiler" / "profiles.parquet"
     argv = [
-        "collect", "--settings", json.dumps({"selection": selection}), "--wildcard", "features=cellprofiler",
-        *[arg for path in inputs for arg in ("--input", f"profiles={path}")], "--output", f"profiles={out}",
-    ]  # fmt: skip
+        "collect",
+        "--settings",
+        json.dumps(settings),
+        "--wildcard",
+        "features=cellprofiler",
+        "--output",
+        f"profiles={out}",
+    ]
     return main(argv), out
 
 
 def test_collect_is_sorted_and_independent_of_input_order(plate_profiles, tmp_path):
-    status, first = collect(tmp_path / "a", plate_profiles)
+    status, first = collect(tmp_path, plate_profiles)
     assert status == 0
-    status, second = collect(tmp_path / "b", plate_profiles[::-1])
+    written = first.read_bytes()
+    status, second = collect(tmp_path, plate_profiles[::-1])  # the plate table in the other order
     assert status == 0
-    assert first.read_bytes() == second.read_bytes()
+    assert second.read_bytes() == written
     table = pd.read_parquet(first)
     assert len(table) == 120 and list(table["Metadata_Plate"].unique()) == ["218360", "218361"]
     assert table.groupby("Metadata_Plate")["Metadata_Well"].apply(lambda w: list(w) == sorted(w)).all()
@@ -96,7 +103,7 @@ def test_collect_is_sorted_and_independent_of_input_order(plate_profiles, tmp_pa
 def test_plates_disagreeing_on_features_are_refused(plate_profiles, lincs_profiles, tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="workflow_scripts.collection"):
         status, out = collect(tmp_path, [*plate_profiles, lincs_profiles])
-    assert status == 1 and not out.exists() and not list(tmp_path.rglob("*.parquet"))
+    assert status == 1 and not out.exists() and not list((tmp_path / "collection").rglob("*.parquet"))
     [message] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert f"plate(s) {SOURCE}/{BATCH}/218360, {SOURCE}/{BATCH}/218361 lack " in message
     assert "plate(s) broad_lincs/2016_04_01/SQ00015054 lack " in message

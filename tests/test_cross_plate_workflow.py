@@ -20,7 +20,7 @@ from tests.support.workflow import job_counts, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-PER_PLATE = ("fetch", "fetch_backend", "fetch_platemap", "omezarr", "qc", "cellprofiler", "profiles")
+PER_PLATE = ("fetch", "omezarr", "qc", "cellprofiler", "profiles")
 LOCKABLE = ["none", "sphering", "control_std", "combat"]
 CONFIG = {"features": ["cellprofiler"], "correction": {"methods": LOCKABLE}}
 

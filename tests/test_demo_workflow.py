@@ -40,7 +40,7 @@ def test_every_plate_has_every_stage_output(finished):
         qc = pd.read_parquet(folder / "qc" / "fields.parquet")
         assert len(qc) == len(layout.wells) * layout.sites
         for metric in ("focus", "nuclei", "intensity", "saturation", "flagged"):
-            assert (folder / "qc" / f"heatmap_{metric}.png").stat().st_size > 0
+            assert (folder / "qc" / "heatmaps" / f"heatmap_{metric}.png").stat().st_size > 0
 
 
 def test_dino_wells_follow_the_profile_convention(finished):

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.plate_layout import lay_out_plates
 from workflow_scripts.errors import InputError
 from workflow_scripts.evaluate.__main__ import main
 from workflow_scripts.evaluate.drift import control_drift, read_controls
@@ -85,9 +86,18 @@ def test_no_controls_anywhere_is_an_error(tmp_path):
 
 def test_stage_writes_the_drift_table(tmp_path):
     paths = write_plates(tmp_path, {f"P{i}": 0.0 for i in range(5)} | {"P5": 4.0})
-    out = tmp_path / "drift.parquet"
-    argv = ["drift", "--settings", json.dumps({}), "--wildcard", "features=cellprofiler",
-            "--output", f"drift={out}", *[a for p in paths for a in ("--input", f"annotated={p}")]]  # fmt: skip
+    plates = lay_out_plates(tmp_path / "results", paths, "profiles/cellprofiler_annotated.parquet")
+    out = tmp_path / "results" / "collection" / "cellprofiler" / "drift.parquet"
+    settings = {"plates": str(plates), "dataset": "cpg-test", "select": {}}
+    argv = [
+        "drift",
+        "--settings",
+        json.dumps(settings),
+        "--wildcard",
+        "features=cellprofiler",
+        "--output",
+        f"drift={out}",
+    ]
     assert main(argv) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == [

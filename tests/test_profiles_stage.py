@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.platemaps import write_platemap_folder
 from tests.test_profiles_normalize import BATCH, DMSO, SOURCE, augmented, plate_map, plate_wells, pycytominer_normalized
 from workflow_scripts.profiles.__main__ import STAGE, main
 from workflow_scripts.profiles.columns import feature_columns
@@ -26,36 +27,52 @@ ANNOTATION = {"perturbation_columns": ["Metadata_treatment"], "controls": {"colu
 def write_inputs(
     tmp_path: Path, wells: pd.DataFrame, platemap: pd.DataFrame, name: str = "218360"
 ) -> tuple[Path, Path]:
+    """The plate's wells table, and a local platemap folder holding its platemap; their paths."""
     folder = tmp_path / name
     (folder / "cellprofiler").mkdir(parents=True)
-    (folder / "fetch").mkdir()
     wells.to_parquet(folder / "cellprofiler" / "wells.parquet")
-    platemap.to_parquet(folder / "fetch" / "platemap.parquet")
-    return folder / "cellprofiler" / "wells.parquet", folder / "fetch" / "platemap.parquet"
+    return folder / "cellprofiler" / "wells.parquet", write_platemap_folder(folder / "platemaps", BATCH, name, platemap)
 
 
 def run(
-    tmp_path: Path, wells: Path, platemap: Path, settings: dict, batch: list[Path] = (), plate_id: str = PLATE_ID
+    tmp_path: Path, wells: Path, platemaps: Path, settings: dict, batch: list[Path] = (), plate_id: str = PLATE_ID
 ) -> int:
     """``python -m workflow_scripts.profiles`` with the arguments the rule passes, and a plate table."""
     dataset, source, batch_name, plate = plate_id.split("/")
     plates = tmp_path / "plates.csv"
     pd.DataFrame(
-        {"Metadata_Source": [source], "Metadata_Batch": [batch_name], "Metadata_Plate": [plate], "Metadata_PlateType": ["CRISPR"]}
+        {
+            "Metadata_Source": [source],
+            "Metadata_Batch": [batch_name],
+            "Metadata_Plate": [plate],
+            "Metadata_PlateType": ["CRISPR"],
+        }
     ).to_csv(plates, index=False)
-    settings = {"plates": str(plates), "dataset": dataset, **settings}
+    annotation = {**settings.get("annotation", {}), "platemaps": str(platemaps)}
+    settings = {
+        "plates": str(plates),
+        "dataset": dataset,
+        "features": ["cellprofiler"],
+        **settings,
+        "annotation": annotation,
+    }
     argv = [
-        "--settings", json.dumps(settings), "--plate", plate_id, "--wildcard", "features=cellprofiler",
-        "--input", f"wells={wells}", "--input", f"platemap={platemap}",
-        *[arg for path in batch for arg in ("--input", f"batch_wells={path}")],
-        "--output", f"profiles={tmp_path / 'out' / 'profiles' / 'cellprofiler.parquet'}",
-        "--output", f"annotated={tmp_path / 'out' / 'profiles' / 'cellprofiler_annotated.parquet'}",
+        "--settings", json.dumps(settings), "--plate", plate_id,
+        "--input", f"wells_cellprofiler={wells}",
+        *[arg for path in batch for arg in ("--input", f"batch_wells_cellprofiler={path}")],
+        "--output", f"platemap={platemap_output(tmp_path)}",
+        "--output", f"profiles_cellprofiler={output(tmp_path)}",
+        "--output", f"annotated_cellprofiler={output(tmp_path).with_name('cellprofiler_annotated.parquet')}",
     ]  # fmt: skip
     return main(argv)
 
 
 def output(tmp_path: Path) -> Path:
     return tmp_path / "out" / "profiles" / "cellprofiler.parquet"
+
+
+def platemap_output(tmp_path: Path) -> Path:
+    return tmp_path / "out" / "fetch" / "platemap.parquet"
 
 
 def test_stage_output_equals_pycytominer_on_the_annotated_plate(shared_fixtures, tmp_path):
@@ -82,7 +99,7 @@ def test_stage_output_equals_pycytominer_on_the_annotated_plate(shared_fixtures,
         table["Metadata_cell_count"].astype(int).equals(table["Metadata_Object_Count"].astype(int))
     )  # the extra table
     assert table["Metadata_Object_Count"].dtype == np.int64
-    assert record["annotation"]["unmatched_wells"] == {str(platemap): 0, str(extra): 0}
+    assert record["annotation"]["unmatched_wells"] == {str(platemap_output(tmp_path)): 0, str(extra): 0}
     assert record["plate"] == PLATE_ID and record["features"] == "cellprofiler"
     assert record["normalization"]["reference_wells"] == 15
     assert (table["Metadata_PlateType"] == "CRISPR").all()  # from the plate table
@@ -118,7 +135,7 @@ def failure(caplog, tmp_path, wells_table, platemap_table, settings, batch=None)
     batch_paths = [write_inputs(tmp_path, batch, platemap_table, "other")[0]] if batch is not None else []
     with caplog.at_level(logging.ERROR, logger="workflow_scripts.profiles"):
         assert run(tmp_path, wells, platemap, settings, batch=batch_paths) == 1
-    assert not output(tmp_path).exists() and not list((tmp_path / "out").rglob("*.parquet"))
+    assert not output(tmp_path).exists() and not list((tmp_path / "out" / "profiles").glob("*.parquet"))
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     return record.getMessage()
 
@@ -145,7 +162,7 @@ def test_wells_listed_twice(shared_fixtures, tmp_path, caplog):
     layout = plate_map(shared_fixtures)
     doubled = pd.concat([layout, layout.iloc[[0]].assign(Metadata_treatment="other")], ignore_index=True)
     message = failure(caplog, tmp_path / "2", wells, doubled, {"annotation": ANNOTATION})
-    assert message.startswith("plate 218360: ") and "platemap.parquet gives 1 key(s)" in message
+    assert message.endswith(f"218360_map.txt: wells listed more than once: {layout['Metadata_Well'].iloc[0]}")
 
 
 @pytest.mark.parametrize(

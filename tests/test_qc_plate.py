@@ -109,7 +109,7 @@ def test_flagged_fields_are_marked_for_exclusion_and_counted(qc, plate_dir):
 
 def test_heatmaps_are_written_as_pngs(qc, plate_dir):
     for name in HEATMAPS:
-        image = matplotlib.image.imread(plate_dir / "qc" / f"heatmap_{name}.png")
+        image = matplotlib.image.imread(plate_dir / "qc" / "heatmaps" / f"heatmap_{name}.png")
         assert image.ndim == 3 and image.shape[0] > 100
     assert not list((plate_dir / "qc").glob("*.tmp"))
 

@@ -30,3 +30,17 @@ def cache_path(cache_dir: str | Path, bucket: str, key: str) -> Path:
     if ".." in Path(key).parts:
         raise ValueError(f"refusing S3 key with '..': {key!r}")
     return Path(cache_dir) / bucket / key
+
+
+def results_root(cross_plate_file: str | Path) -> Path:
+    """The results folder as a job sees it: the folder above the ``collection/`` holding ``cross_plate_file``.
+
+    Where Snakemake stages files from remote storage (the AWS Batch profile),
+    a job's copies sit under a local mirror of the storage prefix rather than
+    under ``results_dir``; every plate's files sit beside its collection there.
+    """
+    path = Path(cross_plate_file)
+    for parent in path.parents:
+        if parent.name == "collection":
+            return parent.parent
+    raise ValueError(f"{path} is not under a collection/ folder")

@@ -14,6 +14,7 @@ import pandas as pd
 
 from workflow_scripts.errors import InputError
 from workflow_scripts.fetch.gallery import PlateRef
+from workflow_scripts.paths import plate_dir
 
 KEY_COLUMNS = ["Metadata_Source", "Metadata_Batch", "Metadata_Plate"]
 SELECT_COLUMNS = {
@@ -88,14 +89,21 @@ def _fill_dataset(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def _check_names(table: pd.DataFrame, path: Path) -> None:
-    """Names become path components: they must be non-empty and free of '/'."""
+    """Names become path components and S3 keys: non-empty, free of '/', without surrounding spaces.
+
+    Spaces inside a name are kept (every path is quoted); a leading or
+    trailing one is an editing slip that would send the plate to a key the
+    gallery lacks, with a message whose plate name looks right.
+    """
     for column in ["Metadata_Dataset", *KEY_COLUMNS]:
-        bad = table[column].eq("") | table[column].str.contains("/", regex=False)
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise PlateTableError(
-                f"plate table {path}, row {row + 2}: {column} {table[column].iloc[row]!r} is empty or contains '/'"
-            )
+        names = table[column]
+        for bad, problem in (
+            (names.eq("") | names.str.contains("/", regex=False), "is empty or contains '/'"),
+            (names.ne(names.str.strip()), "has leading or trailing whitespace"),
+        ):
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0])
+                raise PlateTableError(f"plate table {path}, row {row + 2}: {column} {names.iloc[row]!r} {problem}")
 
 
 def apply_selection(table: pd.DataFrame, select: Mapping[str, Sequence[str]], path: Path) -> pd.DataFrame:
@@ -119,3 +127,15 @@ def apply_selection(table: pd.DataFrame, select: Mapping[str, Sequence[str]], pa
     if table.empty:
         raise PlateTableError(f"the selection {dict(select)} leaves no plate of plate table {path}")
     return table
+
+
+def selected_plate_files(settings: Mapping, results_root: str | Path, relative: str) -> list[Path]:
+    """``relative`` in the folder of every selected plate, in plate-table order.
+
+    Cross-plate stages read every plate's files this way instead of taking
+    their paths on the command line, which thousands of plates would
+    overflow. ``settings`` holds the config keys ``plates``, ``dataset`` and
+    ``select``.
+    """
+    table = read_plate_table(settings["plates"], settings["dataset"], settings["select"])
+    return [plate_dir(results_root, row) / relative for row in table.to_dict("records")]

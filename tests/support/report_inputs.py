@@ -111,6 +111,7 @@ def _qc(folder: Path, source: str, batch: str, plate: str, rng: np.random.Genera
     """``qc/fields.parquet`` with one excluded field, two heatmaps and two illumination functions."""
     qc = folder / "qc"
     (qc / "illum").mkdir(parents=True)
+    (qc / "heatmaps").mkdir()
     wells = np.repeat(["A01", "A02", "B01", "B02"], 2)
     fields = pd.DataFrame(
         {
@@ -131,7 +132,7 @@ def _qc(folder: Path, source: str, batch: str, plate: str, rng: np.random.Genera
     )
     fields.to_parquet(qc / "fields.parquet", index=False)
     for what in ("focus", "nuclei"):
-        (qc / f"heatmap_{what}.png").write_bytes(_heatmap(rng))
+        (qc / "heatmaps" / f"heatmap_{what}.png").write_bytes(_heatmap(rng))
     for channel in ("DNA", "AGP"):
         y, x = np.mgrid[-1:1:64j, -1:1:64j]
         np.save(qc / "illum" / f"{plate}_Illum{channel}.npy", (1.1 - 0.2 * (x**2 + y**2)).astype(np.float32))

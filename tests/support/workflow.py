@@ -32,8 +32,12 @@ def run_snakemake(
     check: bool = True,
     base: Path | None = REPO / "config" / "demo.yaml",
     env: dict[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Snakemake on ``base`` (the demo config; None for none) against the local S3 server, in a subprocess."""
+    """Snakemake on ``base`` (the demo config; None for none) against the local S3 server, in a subprocess.
+
+    Its working directory is ``workdir``, by default the results directory.
+    """
     gallery = {"bucket": "cellpainting-gallery", "endpoint_url": endpoint_url, "anonymous": True}
     overrides = {"results_dir": str(results), "plates": str(plates), "gallery": gallery, **(config or {})}
     results.mkdir(parents=True, exist_ok=True)
@@ -44,7 +48,7 @@ def run_snakemake(
         "--snakefile", str(REPO / "Snakefile"),
         "--configfile", *([str(base)] if base else []), str(override_file),
         "--cores", "2",
-        "--directory", str(results),
+        "--directory", str(workdir or results),
         *args,
     ]
     environment = {**venv_environment(), **(env or {})}

@@ -1,10 +1,12 @@
 """The CellProfiler stage: ``python -m workflow_scripts.cellprofiler`` (see ``workflow_scripts.stage``).
 
-Reads ``--input backend=`` (``fetch/cellprofiler.parquet``: the plate's
-CellProfiler output, fetched into the cache) and ``--input qc=``
-(``qc/fields.parquet``: the fields QC excludes), and writes ``--output wells=``
-(``cellprofiler/wells.parquet``). ``--threads`` processes read a SQLite
-backend. Settings: ``cellprofiler``.
+Fetches the plate's CellProfiler output into the cache and writes its
+manifest to ``--output backend=`` (``fetch/cellprofiler.parquet``); reads
+``--input qc=`` (``qc/fields.parquet``: the fields QC excludes), and writes
+``--output wells=`` (``cellprofiler/wells.parquet``). One job does both, so a
+plate costs the scheduler one job less. ``--threads`` processes read a SQLite
+backend. Settings: ``cellprofiler``, and ``fetch``, ``gallery``, ``cache_dir``
+for the download.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from collections.abc import Collection
 
 from workflow_scripts.cellprofiler.aggregate import WellProfiles, aggregate_single_cells
 from workflow_scripts.cellprofiler.analysis_csv import AnalysisCsvs
-from workflow_scripts.cellprofiler.output import STAGE, VERSIONED_PACKAGES, wells_table
+from workflow_scripts.cellprofiler.output import STAGE, VERSIONED_PACKAGES, nan_features, wells_table
 from workflow_scripts.cellprofiler.qc_exclusion import SINGLE_CELL_KINDS, Site, exclusion_record
 from workflow_scripts.cellprofiler.sqlite_backend import aggregate_sqlite
 from workflow_scripts.cellprofiler.well_tables import read_well_table
-from workflow_scripts.fetch.backend import LocalBackend, read_backend_manifest
+from workflow_scripts.fetch.backend import LocalBackend, fetch_backend, read_backend_manifest
+from workflow_scripts.fetch.plate import FetchSettings
 from workflow_scripts.provenance import package_versions, write_table
 from workflow_scripts.qc.fields import read_qc_fields
 from workflow_scripts.stage import StageCall, run_stage
@@ -44,14 +47,17 @@ def build_profiles(
 
 
 def cellprofiler(call: StageCall) -> None:
-    """Aggregate one plate's fetched CellProfiler output to wells, without the fields QC excludes."""
+    """Fetch one plate's CellProfiler output and aggregate it to wells, without the fields QC excludes."""
     started = time.monotonic()
-    plate, operation = call.plate, call.settings["cellprofiler"]["operation"]
-    manifest, qc_fields = call.input("backend"), call.input("qc")
+    plate, settings = call.plate, call.settings
+    operation, manifest, qc_fields = settings["cellprofiler"]["operation"], call.output("backend"), call.input("qc")
+    fetch_backend(plate, FetchSettings.from_config(settings), settings["cellprofiler"]["sources"], manifest)
     backend = read_backend_manifest(manifest, plate)
     excluded = read_qc_fields(qc_fields, plate.plate).excluded_sites
     label = f"plate {plate.plate}, {backend.location}"
     profiles = build_profiles(backend, operation, excluded, label, call.threads)
+    nan = nan_features(profiles)
+    warn_nan_features(plate.plate, nan)
     provenance = {
         **backend.provenance(),
         "manifest": str(manifest),
@@ -60,6 +66,7 @@ def cellprofiler(call: StageCall) -> None:
         "qc_exclusion": exclusion_record(backend.kind, excluded, profiles.wells, profiles.fields_excluded, label),
         "wells": len(profiles.wells),
         "features": len(profiles.features),
+        "nan_features": nan,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
     out = call.output("wells")
@@ -73,6 +80,25 @@ def cellprofiler(call: StageCall) -> None:
         time.monotonic() - started,
         out,
     )
+
+
+def warn_nan_features(plate: str, nan: dict) -> None:
+    """Name the features left NaN in wells with cells, so a NaN in the output is never silent."""
+    every, some = nan["in_every_well"], nan["in_some_wells"]
+    if every:
+        log.warning(
+            "plate %s: %d feature(s) have no value in any of the %d wells with cells, kept as NaN: %s",
+            plate, len(every), nan["wells_with_cells"], _examples(every),
+        )  # fmt: skip
+    if some:
+        log.warning(
+            "plate %s: %d feature(s) have no value in some wells with cells, NaN there: %s",
+            plate, len(some), _examples([f"{name} ({n} wells)" for name, n in some.items()]),
+        )  # fmt: skip
+
+
+def _examples(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def main(argv: list[str] | None = None) -> int:

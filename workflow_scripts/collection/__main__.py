@@ -1,9 +1,9 @@
 """The collection stage: ``python -m workflow_scripts.collection {collect,select}`` (see ``workflow_scripts.stage``).
 
-- ``collect`` reads ``--input profiles=`` once per plate (each plate's
-  ``profiles/{features}.parquet``) and writes ``--output profiles=``
+- ``collect`` reads every selected plate's ``profiles/{features}.parquet``,
+  found from the plate table beside its output, and writes ``--output profiles=``
   (``collection/{features}/profiles.parquet``). Settings: ``selection``
-  (``keep_shared_columns``).
+  (``keep_shared_columns``), ``plates``, ``dataset``, ``select``.
 - ``select`` reads ``--input profiles=`` (the collection) and writes
   ``--output selected=`` (``collection/{features}/selected.parquet``).
   Settings: ``selection``, ``correction`` (``locked``: an earlier run's
@@ -14,13 +14,18 @@ Both take ``--wildcard features=dino|cellprofiler``.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from workflow_scripts.collection.collect import collect_profiles
 from workflow_scripts.collection.select import select_features
-from workflow_scripts.errors import InputError
+from workflow_scripts.errors import InputError, StageError
+from workflow_scripts.paths import results_root
+from workflow_scripts.plates import selected_plate_files
 from workflow_scripts.provenance import package_versions, read_provenance, write_table
 from workflow_scripts.stage import StageCall, run_stage
 
@@ -30,15 +35,16 @@ VERSIONED_PACKAGES = ("workflow_scripts", "pycytominer", "pandas", "pyarrow")
 
 def collect(call: StageCall) -> None:
     """Every plate's profiles in one sorted table."""
-    features = call.wildcard("features")
-    collected = collect_profiles(call.inputs.get("profiles", []), call.settings["selection"]["keep_shared_columns"])
+    features, out = call.wildcard("features"), call.output("profiles")
+    plates = selected_plate_files(call.settings, results_root(out), f"profiles/{features}.parquet")
+    collected = collect_profiles(plates, call.settings["selection"]["keep_shared_columns"])
     provenance = {
         "action": "collect",
         "features": features,
         **collected.report,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
-    write_table(collected.table, call.output("profiles"), STAGE, provenance)
+    write_output(collected.table, out, provenance)
 
 
 def select(call: StageCall) -> None:
@@ -61,7 +67,24 @@ def select(call: StageCall) -> None:
         **selected.report,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
-    write_table(selected.table, call.output("selected"), STAGE, provenance)
+    write_output(selected.table, call.output("selected"), provenance)
+
+
+def write_output(table: pd.DataFrame | pa.Table, out: Path, provenance: dict) -> None:
+    """Write a collection table; a full disk is one log line naming the file, not pyarrow's nameless error.
+
+    Nothing is left behind: the table is written under a temporary name that
+    is removed when the write fails.
+    """
+    try:
+        write_table(table, out, STAGE, provenance)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(out.parent).free if out.parent.is_dir() else 0
+        raise StageError(
+            f"{out}: no space left on device ({free} bytes free there); free space or move results_dir, then rerun"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,7 +53,7 @@ class PlateProfiles:
 def collect_profiles(paths: Sequence[Path], keep_shared: bool) -> Collected:
     """One table of every plate's profiles, sorted by plate and well."""
     if not paths:
-        raise InputError("collect: no --input profiles= given")
+        raise InputError("collect: no plate selected")
     plates = sorted((read_plate(path) for path in paths), key=lambda p: p.label)
     repeated = [a.label for a, b in pairwise(plates) if a.label == b.label]
     if repeated:

@@ -3,10 +3,11 @@
 - ``kpis``: ``--input corrected=`` once per method (``corrected/{method}.parquet``);
   writes ``--output kpis=``, ``activity=`` and ``consensus=``.
 - ``gate``: ``--input kpis=``; writes ``--output selected_method=`` (JSON).
-- ``drift``: ``--input annotated=`` once per plate (``profiles/{features}_annotated.parquet``);
-  writes ``--output drift=``.
+- ``drift``: reads every selected plate's ``profiles/{features}_annotated.parquet``,
+  found from the plate table beside its output; writes ``--output drift=``.
 
-Wildcard ``features``. Settings: ``evaluation``.
+Wildcard ``features``. Settings: ``evaluation``; ``plates``, ``dataset`` and
+``select`` for ``drift``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from workflow_scripts.atomic import atomic_path
 from workflow_scripts.errors import InputError
 from workflow_scripts.evaluate.drift import control_drift, read_controls
 from workflow_scripts.evaluate.gate import choose_method
+from workflow_scripts.paths import results_root
+from workflow_scripts.plates import selected_plate_files
 from workflow_scripts.provenance import package_versions, write_table
 from workflow_scripts.stage import StageCall, run_stage
 
@@ -67,13 +70,14 @@ def gate(call: StageCall) -> None:
 def drift(call: StageCall) -> None:
     """Negative-control drift of every plate, in acquisition order."""
     features, settings = call.wildcard("features"), call.settings["evaluation"]
-    paths = call.inputs.get("annotated", [])
+    out = call.output("drift")
+    paths = selected_plate_files(call.settings, results_root(out), f"profiles/{features}_annotated.parquet")
     if not paths:
-        raise InputError("evaluate drift: no --input annotated=PATH given")
+        raise InputError("evaluate drift: no plate selected")
     controls, plates = read_controls(paths, settings["drift"]["order_column"])
     table = control_drift(controls, plates, settings["drift"])
     table.insert(0, "features", features)
-    write_table(table, call.output("drift"), STAGE, {"features": features, "inputs": [str(p) for p in paths]})
+    write_table(table, out, STAGE, {"features": features, "inputs": [str(p) for p in paths]})
     flagged = table.loc[table["flagged"], "Metadata_Plate"].tolist()
     log.info("%s: %d plates, drifting: %s", features, len(table), ", ".join(flagged) or "none")
 

@@ -2,7 +2,8 @@
 
 Reads ``--input plate=`` (a ``{plate}.ome.zarr``) and writes beside
 ``--output fields=`` (``qc/fields.parquet``): the heatmaps
-``heatmap_{focus,nuclei,intensity,saturation,flagged}.png`` and
+``heatmaps/heatmap_{focus,nuclei,intensity,saturation,flagged}.png`` (one
+folder, so a plate has few files for cross-plate rules to check) and
 ``illum/{plate}_Illum{Ch}.npy`` with ``illum/illum.json``. Settings: ``qc``.
 """
 

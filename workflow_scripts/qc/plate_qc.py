@@ -24,6 +24,7 @@ LOG = logging.getLogger(__name__)
 
 FIELDS_FILE = "fields.parquet"
 ILLUM_DIR = "illum"
+HEATMAP_DIR = "heatmaps"
 # Illumination is computed from this pyramid level (4x smaller per side):
 # plenty for a function smoothed over ~100 full-resolution pixels.
 ILLUM_LEVEL = 2
@@ -84,7 +85,7 @@ def run_plate_qc(
     if not table["qc_pass"].any():
         raise InputError(f"plate {plate.name}: every one of its {len(table)} fields fails QC: {_reason_counts(table)}")
     write_parquet_atomic(table, out_dir / FIELDS_FILE)
-    write_heatmaps(table, plate.channels, out_dir, plate.name)
+    write_heatmaps(table, plate.channels, out_dir / HEATMAP_DIR, plate.name)
     _write_plate_illumination(plate, table, out_dir / ILLUM_DIR, illum_filter_size, workers)
     return table
 

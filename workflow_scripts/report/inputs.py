@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts import paths
 from workflow_scripts.errors import InputError
 from workflow_scripts.paths import plate_dir
 
@@ -98,16 +99,11 @@ def _owner(found: dict[str, CollectionInputs], features: str, name: str, path: P
 
 
 def results_root(collections: Mapping[str, CollectionInputs], results_dir: str | Path) -> Path:
-    """The results folder as this job sees it: above ``collection/`` of the first cross-plate input.
-
-    Where Snakemake stages inputs from remote storage (the AWS Batch
-    profile), the job's copies sit under a local mirror of the storage
-    prefix, not under ``results_dir``; the per-plate files sit beside them.
-    """
+    """The results folder as this job sees it: above ``collection/`` of the first cross-plate input."""
     for collection in collections.values():
         for path in (collection.kpis, collection.selected_method, collection.drift):
             if path is not None:
-                return path.parent.parent.parent
+                return paths.results_root(path)
     return Path(results_dir)
 
 

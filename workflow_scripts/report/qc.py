@@ -37,9 +37,9 @@ class FailedFields:
 
 
 def heatmaps(plate: PlateFiles) -> tuple[list[Image], list[str]]:
-    """The QC stage's plate heatmaps (``qc/heatmap_*.png``), and notes on any that are not PNG."""
+    """The QC stage's plate heatmaps (``qc/heatmaps/heatmap_*.png``), and notes on any that are not PNG."""
     images, notes = [], []
-    for path in sorted(plate.qc_folder.glob("heatmap_*.png")):
+    for path in sorted((plate.qc_folder / "heatmaps").glob("heatmap_*.png")):
         what = path.stem.removeprefix("heatmap_").replace("_", " ")
         uri = png_file_uri(path)
         if uri is None:
@@ -47,7 +47,7 @@ def heatmaps(plate: PlateFiles) -> tuple[list[Image], list[str]]:
             continue
         images.append(Image(uri, f"{what} heatmap of plate {plate.plate}", what))
     if not images and not notes:
-        notes.append(f"no QC heatmaps in {plate.qc_folder}")
+        notes.append(f"no QC heatmaps in {plate.qc_folder / 'heatmaps'}")
     return images, notes
 
 
