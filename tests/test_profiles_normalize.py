@@ -103,6 +103,17 @@ def test_samples_all_and_a_plate_without_negative_controls(shared_fixtures):
     assert result.report["reference_wells"] == 60
 
 
+def test_features_missing_in_some_wells_are_recorded(shared_fixtures, caplog):
+    """A feature measured in most wells but not all stays NaN where it is missing, and is named with its count."""
+    table = with_controls(augmented(shared_fixtures))
+    features = feature_columns(table)[:200]
+    treated = table.index[table["Metadata_PertType"] == "trt"][:2]
+    table.loc[treated, features[7]] = np.nan
+    result = normalize_plate(table, features, section("normalization"), "218360")
+    assert result.report["nan_features"] == {features[7]: 2}
+    assert np.isnan(result.values[:, 7]).sum() == 2 and f"{features[7]} (2 wells)" in caplog.text
+
+
 def test_a_plate_where_nothing_varies_is_refused(shared_fixtures):
     table = with_controls(augmented(shared_fixtures)).head(20)
     table = table.assign(Metadata_PertType=["negcon"] + ["trt"] * 19)  # one control well: no spread anywhere

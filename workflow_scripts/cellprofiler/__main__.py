@@ -88,17 +88,13 @@ def warn_nan_features(plate: str, nan: dict) -> None:
     if every:
         log.warning(
             "plate %s: %d feature(s) have no value in any of the %d wells with cells, kept as NaN: %s",
-            plate, len(every), nan["wells_with_cells"], _examples(every),
+            plate, len(every), nan["wells_with_cells"], some(every),
         )  # fmt: skip
     if some:
         log.warning(
             "plate %s: %d feature(s) have no value in some wells with cells, NaN there: %s",
-            plate, len(some), _examples([f"{name} ({n} wells)" for name, n in some.items()]),
+            plate, len(some), some([f"{name} ({n} wells)" for name, n in some.items()]),
         )  # fmt: skip
-
-
-def _examples(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def main(argv: list[str] | None = None) -> int:

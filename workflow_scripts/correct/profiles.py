@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.errors import InputError
+from workflow_scripts.logs import some
 from workflow_scripts.profiles.columns import feature_columns
 from workflow_scripts.profiles.table import profile_table
 from workflow_scripts.provenance import write_table
@@ -45,13 +46,13 @@ def read_profiles(path: Path) -> Profiles:
         raise InputError(f"{path}: no profiles ({table.num_rows} rows, {len(features)} feature columns)")
     wrong = [name for name in features if not _numeric(table.schema.field(name).type)]
     if wrong:
-        raise InputError(f"{path}: feature columns are not numeric: {_some(wrong)}")
+        raise InputError(f"{path}: feature columns are not numeric: {some(wrong)}")
     values = np.empty((table.num_rows, len(features)), dtype=np.float64, order="F")
     for position, name in enumerate(features):
         values[:, position] = table.column(name).to_numpy()  # nulls become NaN
     nan = np.isnan(values).any(axis=0)
     if nan.any():
-        raise InputError(f"{path}: feature columns hold NaN or nulls: {_some(np.asarray(features)[nan])}")
+        raise InputError(f"{path}: feature columns hold NaN or nulls: {some(np.asarray(features)[nan])}")
     metadata = table.drop_columns(features)
     return Profiles(Path(path), metadata, values, features)
 
@@ -69,17 +70,8 @@ def require_variation(scale: np.ndarray, features: Sequence[str], where: str) ->
     """An error naming the features whose spread is zero ``where`` (they cannot be scaled)."""
     flat = scale == 0
     if flat.any():
-        raise InputError(
-            f"{where}: features without variation, drop them upstream: {_some(np.asarray(features)[flat])}"
-        )
+        raise InputError(f"{where}: features without variation, drop them upstream: {some(np.asarray(features)[flat])}")
 
 
 def _numeric(kind: pa.DataType) -> bool:
     return pa.types.is_floating(kind) or pa.types.is_integer(kind)
-
-
-def _some(names: Sequence[str], shown: int = 5) -> str:
-    """The first few of ``names``, and how many more."""
-    names = list(names)
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more

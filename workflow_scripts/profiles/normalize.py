@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from workflow_scripts.errors import InputError
+from workflow_scripts.logs import some
 from workflow_scripts.profiles.annotate import PERT_TYPE
 from workflow_scripts.profiles.controls import NEGCON
 
@@ -90,12 +91,28 @@ def normalize_plate(
         values = (values - center) / np.where(flat, np.nan, scale)
     if settings["rank_int"]:
         values = rank_int(values)
-    report.update(reference_wells=int(reference.sum()), no_spread_features=[f for f, z in zip(features, flat) if z])
+    no_spread = [f for f, z in zip(features, flat) if z]
+    report.update(reference_wells=int(reference.sum()), no_spread_features=no_spread)
+    report["nan_features"] = partly_nan(values, features, flat)
     log.info(
-        "plate %s: %s against %d %s wells; %d of %d features without spread set to NaN",
+        "plate %s: %s against %d %s wells; %d of %d features without spread set to NaN%s",
         plate, settings["method"], reference.sum(), settings["samples"], flat.sum(), len(features),
+        f" ({some(no_spread)})" if no_spread else "",
     )  # fmt: skip
+    if report["nan_features"]:
+        named = [f"{name} ({n} wells)" for name, n in report["nan_features"].items()]
+        log.warning("plate %s: %d feature(s) NaN in some wells: %s", plate, len(named), some(named))
     return Normalized(values, report)
+
+
+def partly_nan(values: np.ndarray, features: Sequence[str], flat: np.ndarray) -> dict[str, int]:
+    """Features with spread that are still NaN in some wells (no value measured there), and in how many.
+
+    Recorded so that a NaN in the output is never silent; features without
+    spread are NaN everywhere and listed apart.
+    """
+    counts = np.isnan(values).sum(axis=0)
+    return {name: int(n) for name, n, z in zip(features, counts, flat) if n and not z}
 
 
 def reference_wells(profiles: pd.DataFrame, samples: str, plate: str) -> np.ndarray:
