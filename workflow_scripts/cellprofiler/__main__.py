@@ -84,16 +84,16 @@ def cellprofiler(call: StageCall) -> None:
 
 def warn_nan_features(plate: str, nan: dict) -> None:
     """Name the features left NaN in wells with cells, so a NaN in the output is never silent."""
-    every, some = nan["in_every_well"], nan["in_some_wells"]
+    every, partly = nan["in_every_well"], nan["in_some_wells"]
     if every:
         log.warning(
             "plate %s: %d feature(s) have no value in any of the %d wells with cells, kept as NaN: %s",
             plate, len(every), nan["wells_with_cells"], some(every),
         )  # fmt: skip
-    if some:
+    if partly:
         log.warning(
             "plate %s: %d feature(s) have no value in some wells with cells, NaN there: %s",
-            plate, len(some), some([f"{name} ({n} wells)" for name, n in some.items()]),
+            plate, len(partly), some([f"{name} ({n} wells)" for name, n in partly.items()]),
         )  # fmt: skip
 
 
