@@ -23,6 +23,7 @@ from workflow_scripts.cellprofiler.sqlite_backend import aggregate_sqlite
 from workflow_scripts.cellprofiler.well_tables import read_well_table
 from workflow_scripts.fetch.backend import LocalBackend, fetch_backend, read_backend_manifest
 from workflow_scripts.fetch.plate import FetchSettings
+from workflow_scripts.logs import some
 from workflow_scripts.provenance import package_versions, write_table
 from workflow_scripts.qc.fields import read_qc_fields
 from workflow_scripts.stage import StageCall, run_stage
