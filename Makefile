@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test lint lock clean-demo
+.PHONY: install browser slurm demo test lint lock clean-demo
 
 install: $(STAMP)
 
@@ -25,7 +25,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed (apt-get install chromium as root): the browser test will skip"; fi; }
 
-test: $(STAMP) browser
+# The SLURM test starts a one-node cluster from Debian's packages (no slurmdbd).
+slurm:
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null && command -v munged >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      slurmctld slurmd slurm-client munge >/dev/null; \
+	  else echo "SLURM not installed (apt-get install slurmctld slurmd slurm-client munge as root): the SLURM test will skip"; fi; }
+
+test: $(STAMP) browser slurm
 	$(PY) -m pytest -ra
 
 lint: $(STAMP)
