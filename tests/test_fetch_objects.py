@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from tests.support.faultproxy import FaultProxy, Faults
+from tests.support.faultproxy import FAULT_KINDS, FaultProxy, Faults
 from workflow_scripts.demo.s3server import free_port
 from workflow_scripts.fetch.objects import (
     FetchError,
@@ -22,6 +23,7 @@ from workflow_scripts.fetch.objects import (
     head_objects,
     list_objects,
     partial_path,
+    retries_logged,
     sidecar_path,
 )
 from workflow_scripts.fetch.s3 import S3Location, make_client
@@ -158,6 +160,29 @@ def test_survives_throttling_errors_resets_and_truncated_bodies(s3_server, objec
         assert all(proxy.counts[kind] > 0 for kind in ("slowdown", "internal_error", "reset", "truncate")), proxy.counts
     assert [r.size for r in plan] == [len(body) for body in objects.values()]
     assert_identical(records, objects, tmp_path)
+
+
+def test_stalls_time_out_and_every_fault_is_one_retry_counted_and_logged(s3_server, objects, tmp_path, caplog):
+    """A response that stalls past the read timeout is retried like any other fault; the tally, and the
+    line it logs, count exactly the faults the proxy injected, per object."""
+    checked = {loc: body for loc, body in objects.items() if loc != MULTIPART}  # a corrupt body needs a checksum
+    stalled = list(checked)[2]
+    faults = Faults(
+        slowdown=0.05, internal_error=0.05, reset=0.05, truncate=0.05, corrupt=0.05, slow=0.05,
+        slow_seconds=2.5, seed=4, first_hits=((stalled.key, "slow"),),
+    )  # fmt: skip
+    with FaultProxy(s3_server.endpoint_url, faults) as proxy, caplog.at_level(logging.INFO):
+        client = make_client(proxy.endpoint_url, anonymous=True, read_timeout=1)
+        with retries_logged("test objects", FAST) as tally:
+            records = download_objects(client, list(checked), tmp_path, concurrency=8, retry=FAST)
+        injected = sum(proxy.counts[kind] for kind in FAULT_KINDS)
+    assert_identical(records, checked, tmp_path)
+    assert proxy.counts["slow"] >= 1 and tally.per_object[stalled] >= 1
+    assert any("ReadTimeoutError" in r.getMessage() and stalled.key in r.getMessage() for r in caplog.records)
+    assert tally.total == injected
+    assert sorted(tally.per_object.values()) == sorted(proxy.faults_by_path.values())
+    line = f"test objects: {injected} retries over {len(tally.per_object)} objects, at most {tally.most} for one object"
+    assert f"{line} (max_attempts {FAST.max_attempts})" in caplog.text
 
 
 def test_listing_survives_faults_and_follows_continuation(s3_server, objects):

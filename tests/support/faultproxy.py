@@ -1,12 +1,15 @@
 """A fault-injecting HTTP reverse proxy in front of an S3 server, for tests.
 
 The fetch stage must survive what the real S3 does under load: throttling
-(503 SlowDown), internal errors, dropped connections and bodies cut short.
-A local moto server never does any of these, so this proxy sits between the
-client and the server and does them on purpose, for a chosen fraction of
-GET and HEAD requests, reproducibly from a seed. It can also add a fixed
-latency to every request, which turns a loopback server into something with
-the round-trip cost of a remote one, so that concurrency can be measured.
+(503 SlowDown), internal errors, dropped connections, bodies cut short and
+responses that stall. A local moto server never does any of these, so this
+proxy sits between the client and the server and does them on purpose, for
+a chosen fraction of GET and HEAD requests, reproducibly from a seed, and
+on chosen keys: the first request of each, or every request. It can also
+add a fixed latency to every request, which turns a loopback server into
+something with the round-trip cost of a remote one, so that concurrency can
+be measured. It records every request's line and headers, so a test can
+check what a client sent (no signature, no credentials).
 
 Everything else is forwarded faithfully (method, path, query, headers
 including Range, request and response bodies streamed), so the client sees
@@ -29,9 +32,10 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from workflow_scripts.logs import configure_logging
 
@@ -56,11 +60,20 @@ _ERROR_XML = (
     "<Error><Code>{code}</Code><Message>{message}</Message>"
     "<RequestId>faultproxy</RequestId></Error>"
 )
-FAULT_KINDS = ("slowdown", "internal_error", "reset", "truncate", "corrupt")
+FAULT_KINDS = ("slowdown", "internal_error", "reset", "truncate", "corrupt", "slow")
 _ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal_error": (500, "InternalError", "We encountered an internal error. Please try again."),
 }
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the proxy received it."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,15 @@ class Faults:
     request of any method. ``truncate`` sends the full headers and part of
     the body; ``corrupt`` flips one byte of the body while keeping its
     length, the one fault only a checksum can catch. Both need a body: on
-    a HEAD or an empty body they drop the connection instead.
+    a HEAD or an empty body they drop the connection instead. ``slow``
+    answers nothing for ``slow_seconds`` and then hangs up: set longer than
+    the client's read timeout, it is a request that times out.
+
+    ``first_hits`` pairs a key fragment with a fault kind: the first GET or
+    HEAD whose (decoded) path contains the fragment gets that fault, so a
+    test can make sure that every kind of object meets one. ``broken`` key
+    fragments get a 500 InternalError on every request, an object that
+    never comes. Both come before the random draw, which they leave as it is.
     """
 
     slowdown: float = 0.0
@@ -80,8 +101,12 @@ class Faults:
     reset: float = 0.0
     truncate: float = 0.0
     corrupt: float = 0.0
+    slow: float = 0.0
+    slow_seconds: float = 0.0
     latency: float = 0.0
     seed: int = 0
+    first_hits: tuple[tuple[str, str], ...] = ()
+    broken: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         fractions = [getattr(self, name) for name in FAULT_KINDS]
@@ -89,6 +114,12 @@ class Faults:
             raise ValueError(f"fault fractions must be >= 0 and add up to <= 1: {self}")
         if self.latency < 0:
             raise ValueError(f"latency must be >= 0, got {self.latency}")
+        unknown = [kind for _, kind in self.first_hits if kind not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {unknown}; choose from {FAULT_KINDS}")
+        slow_wanted = self.slow > 0 or any(kind == "slow" for _, kind in self.first_hits)
+        if slow_wanted and self.slow_seconds <= 0:
+            raise ValueError("slow faults need slow_seconds > 0 (longer than the client's read timeout)")
 
     def choose(self, draw: float) -> str | None:
         """The fault for a uniform draw in [0, 1), or None to forward."""
@@ -110,6 +141,10 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy) -> None:
         self.proxy = proxy
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up first (after a timeout, say) is expected, not worth a traceback."""
+        log.debug("connection from %s ended with an error", client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,13 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(501, "request bodies without Content-Length are not supported")
             return
         proxy = self.server.proxy
-        fault, where = proxy.next_fault(self.command)
+        fault, where = proxy.next_fault(self.command, self.path, self.headers.items())
         if proxy.faults.latency:
             time.sleep(proxy.faults.latency)
         if fault in _ERRORS:
             self._send_error_xml(*_ERRORS[fault])
         elif fault == "reset":
             self._reset()
+        elif fault == "slow":
+            self._stall(proxy.faults.slow_seconds)
         else:
             self._forward(fault, where)
 
@@ -159,6 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
+
+    def _stall(self, seconds: float) -> None:
+        """Answer nothing for ``seconds``, then hang up without a response."""
+        self._discard_request_body()
+        time.sleep(seconds)
+        self.close_connection = True
 
     def _forward(self, fault: str | None, where: float) -> None:
         upstream = self.server.proxy.upstream
@@ -257,7 +300,9 @@ class FaultProxy:
     """A reverse proxy on 127.0.0.1 in front of ``upstream``; a context manager.
 
     ``counts`` tallies requests by method and faults by kind, so a test can
-    check how many GETs a run made and which faults it survived.
+    check how many GETs a run made and which faults it survived;
+    ``faults_by_path`` the faults each path got; ``requests`` holds every
+    request as it arrived (method, path, headers).
     """
 
     def __init__(self, upstream: str, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0):
@@ -267,6 +312,9 @@ class FaultProxy:
         self.upstream = parts
         self.faults = faults
         self.counts: Counter[str] = Counter()
+        self.faults_by_path: Counter[str] = Counter()
+        self.requests: list[Request] = []
+        self._first_hits_left = dict(faults.first_hits)
         self._rng = random.Random(faults.seed)
         self._lock = threading.Lock()
         self._server = _Server((host, port), self)
@@ -277,21 +325,31 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def next_fault(self, method: str) -> tuple[str | None, float]:
-        """Count a request and decide its fault, and where in the body it strikes.
+    def next_fault(self, method: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> tuple[str | None, float]:
+        """Record and count a request, and decide its fault, and where in the body it strikes.
 
-        Both numbers are drawn under one lock, so the sequence of outcomes
-        depends on the seed alone, however the requests interleave.
+        Both numbers are drawn under one lock, so the sequence of random
+        outcomes depends on the seed alone, however the requests interleave.
         """
         with self._lock:
+            self.requests.append(Request(method, path, tuple(headers)))
             self.counts["requests"] += 1
             self.counts[method] += 1
             if method not in ("GET", "HEAD"):
                 return None, 0.0
             fault, where = self.faults.choose(self._rng.random()), self._rng.random()
+            fault = self._chosen(unquote(path)) or fault
             if fault:
                 self.counts[fault] += 1
+                self.faults_by_path[path] += 1
             return fault, where
+
+    def _chosen(self, path: str) -> str | None:
+        """The fault ``broken`` or ``first_hits`` give this path, if any (under the lock)."""
+        if any(fragment in path for fragment in self.faults.broken):
+            return "internal_error"
+        fragment = next((f for f in self._first_hits_left if f in path), None)
+        return None if fragment is None else self._first_hits_left.pop(fragment)
 
     def serve(self) -> None:
         """Serve in the calling thread until interrupted (the command line)."""
@@ -326,12 +384,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", required=True, help="http://host:port of the S3 server")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    for field in fields(Faults):
+    numbers = [f for f in fields(Faults) if isinstance(f.default, (int, float))]
+    for field in numbers:
         kind = int if field.name == "seed" else float
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default)
     args = parser.parse_args(argv)
     configure_logging()
-    faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
+    faults = Faults(**{f.name: getattr(args, f.name) for f in numbers})
     proxy = FaultProxy(args.upstream, faults, port=args.port)
     print(proxy.endpoint_url, flush=True)
     log.info("proxy %s -> %s with %s", proxy.endpoint_url, args.upstream, faults)

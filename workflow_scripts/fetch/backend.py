@@ -28,7 +28,7 @@ import pandas as pd
 
 from workflow_scripts.atomic import write_parquet_atomic
 from workflow_scripts.cellprofiler.backend_schema import COMPARTMENTS
-from workflow_scripts.errors import InputError
+from workflow_scripts.errors import InputError, StageError
 from workflow_scripts.fetch.gallery import PlateRef
 from workflow_scripts.fetch.objects import (
     FetchError,
@@ -37,8 +37,9 @@ from workflow_scripts.fetch.objects import (
     download_objects,
     head_objects,
     list_objects,
+    retries_logged,
 )
-from workflow_scripts.fetch.s3 import S3Location, make_client
+from workflow_scripts.fetch.s3 import S3Location
 
 if TYPE_CHECKING:  # plate.py plans backends with this module: no import cycle at run time
     from workflow_scripts.fetch.plate import FetchSettings
@@ -131,14 +132,15 @@ def locate_backend(client, plate: PlateRef, settings: FetchSettings, sources: Se
 
 def fetch_backend(plate: PlateRef, settings: FetchSettings, sources: Sequence[str], out: Path) -> pd.DataFrame:
     """Download the plate's preferred output into the cache; write and return its manifest."""
-    client = make_client(settings.endpoint_url, settings.anonymous, settings.concurrency)
-    backend = locate_backend(client, plate, settings, sources)
-    try:
-        records = download_objects(
-            client, backend.objects, settings.cache_dir, concurrency=settings.concurrency, retry=settings.retry
-        )
-    except FetchError as error:
-        raise FetchError(f"plate {plate.plate}: {error}") from error
+    with retries_logged(f"plate {plate.plate} (CellProfiler output)", settings.retry):
+        client = settings.client()
+        backend = locate_backend(client, plate, settings, sources)
+        try:
+            records = download_objects(
+                client, backend.objects, settings.cache_dir, concurrency=settings.concurrency, retry=settings.retry
+            )
+        except StageError as error:
+            raise type(error)(f"plate {plate.plate}: {error}") from error
     manifest = pd.DataFrame([{"kind": backend.kind, **asdict(r)} for r in records], columns=list(MANIFEST_COLUMNS))
     manifest = manifest.astype(
         {"kind": "string", "bucket": "string", "key": "string", "path": "string", "etag": "string"}

@@ -5,13 +5,20 @@ bucket that throttles and occasionally drops connections. One request at a
 time leaves the link idle for the whole round trip, so objects are fetched
 by a thread pool sharing one boto3 client (clients are thread-safe; its
 ``max_pool_connections`` should be at least the concurrency, as
-``workflow_scripts.s3.make_client(..., max_pool_connections=N)`` allows).
+``workflow_scripts.fetch.s3.make_client(..., max_pool_connections=N)`` allows).
 
 Every object is written under a temporary name in its final folder and
 renamed into place (``os.replace``) only after its size and, where possible,
 its MD5 were checked, so a killed run never leaves a file that looks
 complete. The client makes one attempt per call; the retries are done here,
 so that a body cut short is retried like a 503 is, and every retry is logged.
+What is retried: throttling and server errors (HTTP 5xx, 429, SlowDown),
+dropped and reset connections, timeouts (a response that stalls past the
+client's read timeout), bodies cut short or failing their checksum. What is
+not: a missing object, access denied, any other 4xx. Each object gets at most
+``max_attempts`` attempts (:class:`RetryPolicy`); a stage wraps its work in
+:func:`retries_logged`, which logs one line with the retries it took in all
+and the most one object needed.
 
 Deciding what is already complete: after the rename, a small sidecar record
 ``.{name}.fetched`` (JSON: size, ETag, the file's mtime in ns) is written
@@ -55,11 +62,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, Self, TypeVar
 
 import urllib3.exceptions
 from boto3.exceptions import RetriesExceededError
@@ -75,7 +84,7 @@ from botocore.exceptions import (
 )
 
 from workflow_scripts.errors import InputError, StageError
-from workflow_scripts.fetch.s3 import S3Location
+from workflow_scripts.fetch.s3 import HostileKeyError, S3Location
 from workflow_scripts.paths import cache_path
 
 log = logging.getLogger(__name__)
@@ -128,6 +137,62 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class RetryTally:
+    """Retries per object, counted while the tally is open (``with RetryTally() as tally``).
+
+    The engine's threads report every retry to each open tally, so a stage
+    can say how many retries a plate needed, and the most any one object
+    needed, across all the engine calls it made in between.
+    """
+
+    _open: ClassVar[list[RetryTally]] = []
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.per_object: Counter[S3Location] = Counter()
+
+    def __enter__(self) -> Self:
+        with self._lock:
+            self._open.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._open.remove(self)
+
+    @classmethod
+    def count(cls, location: S3Location) -> None:
+        """One more retry of ``location``, in every open tally."""
+        with cls._lock:
+            for tally in cls._open:
+                tally.per_object[location] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_object.values())
+
+    @property
+    def most(self) -> int:
+        """The most retries one object needed."""
+        return max(self.per_object.values(), default=0)
+
+
+@contextmanager
+def retries_logged(what: str, retry: RetryPolicy) -> Iterator[RetryTally]:
+    """Log the retries of the work inside, when it ends (failed or not), as one line naming ``what``.
+
+    Not to be nested: the outer line would count the inner retries again.
+    """
+    with RetryTally() as tally:
+        try:
+            yield tally
+        finally:
+            log.info(
+                "%s: %d retries over %d objects, at most %d for one object (max_attempts %d)",
+                what, tally.total, len(tally.per_object), tally.most, retry.max_attempts,
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -308,6 +373,7 @@ def _with_retries(attempt_once: Callable[[], T], location: S3Location, retry: Re
             if attempt >= retry.max_attempts:
                 raise FetchError(f"{location}: failed after {attempt} attempts; last error: {reason}") from error
         pause = retry.delay(attempt)
+        RetryTally.count(location)
         log.info(
             "%s: attempt %d/%d failed (%s); retrying in %.2f s", location, attempt, retry.max_attempts, reason, pause
         )
@@ -371,6 +437,8 @@ def _download(
     stop: threading.Event,
 ) -> tuple[ObjectRecord, bool]:
     """The object's record, and whether it had to be downloaded."""
+    if planned.key.endswith("/"):
+        raise HostileKeyError(f"{planned.location}: refusing key {planned.key!r}: it names a folder, not an object")
     path = cache_path(cache_dir, planned.bucket, planned.key)
     done = _complete(path, planned)
     if done is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from workflow_scripts.atomic import write_parquet_atomic, write_text_atomic
+from workflow_scripts.errors import InputError, StageError
 from workflow_scripts.fetch.backend import locate_backend
 from workflow_scripts.fetch.gallery import PlateRef
 from workflow_scripts.fetch.load_data import (
@@ -34,6 +35,7 @@ from workflow_scripts.fetch.objects import (
     RetryPolicy,
     download_objects,
     head_objects,
+    retries_logged,
 )
 from workflow_scripts.fetch.s3 import S3Location, make_client, parse_s3_url
 
@@ -56,6 +58,7 @@ class FetchSettings:
     sites: Sequence[str]
     concurrency: int
     max_attempts: int
+    read_timeout: float
     illum: bool
     allow_missing: bool
 
@@ -73,6 +76,7 @@ class FetchSettings:
             sites=[str(site) for site in sample["sites"]],
             concurrency=fetch["concurrency"],
             max_attempts=fetch["max_attempts"],
+            read_timeout=fetch["read_timeout"],
             illum=fetch["illum"],
             allow_missing=fetch["allow_missing"],
         )
@@ -80,6 +84,10 @@ class FetchSettings:
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(max_attempts=self.max_attempts)
+
+    def client(self):
+        """The S3 client these settings describe, with a connection for each download thread."""
+        return make_client(self.endpoint_url, self.anonymous, self.concurrency, self.read_timeout)
 
 
 def existing(client, keys: Sequence[str], settings: FetchSettings) -> list[ObjectRecord]:
@@ -135,23 +143,43 @@ def _add_conventional_illum(client, sites: pd.DataFrame, plate: PlateRef, settin
     return sites
 
 
+def plate_locations(sites: pd.DataFrame, plate: PlateRef) -> list[S3Location]:
+    """Every object the sites name, as locations; hostile keys are refused all at once, naming the plate.
+
+    LoadData is downloaded content: a key in it becomes a path in the cache,
+    so one that could leave the cache (see :mod:`workflow_scripts.fetch.s3`)
+    stops the plate before anything is downloaded.
+    """
+    locations, refused = [], []
+    for url in image_urls(sites):
+        try:
+            locations.append(parse_s3_url(url))
+        except InputError as error:
+            refused.append(str(error))
+    if refused:
+        shown = "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else "")
+        raise LoadDataError(f"plate {plate.plate}: LoadData names {len(refused)} object(s) it cannot fetch: {shown}")
+    return locations
+
+
 def fetch_plate(plate: PlateRef, settings: FetchSettings, out_load_data: Path, out_manifest: Path) -> pd.DataFrame:
     """Download every object the plate's sampled sites name; write both outputs."""
-    client = make_client(settings.endpoint_url, settings.anonymous, settings.concurrency)
-    sites = plate_sites(client, plate, settings)
-    locations = [parse_s3_url(url) for url in image_urls(sites)]
-    log.info("plate %s: %d sites, %d objects", plate.plate, len(sites), len(locations))
-    try:
-        records = download_objects(
-            client,
-            locations,
-            settings.cache_dir,
-            concurrency=settings.concurrency,
-            retry=settings.retry,
-            allow_missing=settings.allow_missing,
-        )
-    except FetchError as error:
-        raise FetchError(f"plate {plate.plate}: {error}") from error
+    with retries_logged(f"plate {plate.plate} (LoadData, images, illumination)", settings.retry):
+        client = settings.client()
+        sites = plate_sites(client, plate, settings)
+        locations = plate_locations(sites, plate)
+        log.info("plate %s: %d sites, %d objects", plate.plate, len(sites), len(locations))
+        try:
+            records = download_objects(
+                client,
+                locations,
+                settings.cache_dir,
+                concurrency=settings.concurrency,
+                retry=settings.retry,
+                allow_missing=settings.allow_missing,
+            )
+        except StageError as error:
+            raise type(error)(f"plate {plate.plate}: {error}") from error
     manifest = pd.DataFrame([asdict(r) for r in records]).astype({"path": "string"})
     missing = int((manifest["size"] < 0).sum())
     if missing:
@@ -177,20 +205,24 @@ def plan_backend(client, plate: PlateRef, settings: FetchSettings, sources: Sequ
 def plan_plate(plate: PlateRef, settings: FetchSettings, out: Path, backend_sources: Sequence[str]) -> dict:
     """Count the objects and bytes a fetch would download, the CellProfiler output
     (looked for in ``backend_sources``) apart; downloads no image."""
-    client = make_client(settings.endpoint_url, settings.anonymous, settings.concurrency)
-    sites = plate_sites(client, plate, settings)
-    locations = [parse_s3_url(url) for url in image_urls(sites)]
-    records = head_objects(
-        client, locations, concurrency=settings.concurrency, retry=settings.retry, allow_missing=settings.allow_missing
-    )
-    summary = {
-        **asdict(plate),
-        "sites": len(sites),
-        "objects": len(records),
-        "bytes": int(sum(r.size for r in records if not r.missing)),
-        "missing": int(sum(r.missing for r in records)),
-        **plan_backend(client, plate, settings, backend_sources),
-    }
+    with retries_logged(f"plate {plate.plate} (plan)", settings.retry):
+        client = settings.client()
+        sites = plate_sites(client, plate, settings)
+        records = head_objects(
+            client,
+            plate_locations(sites, plate),
+            concurrency=settings.concurrency,
+            retry=settings.retry,
+            allow_missing=settings.allow_missing,
+        )
+        summary = {
+            **asdict(plate),
+            "sites": len(sites),
+            "objects": len(records),
+            "bytes": int(sum(r.size for r in records if not r.missing)),
+            "missing": int(sum(r.missing for r in records)),
+            **plan_backend(client, plate, settings, backend_sources),
+        }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out)
     return summary
 

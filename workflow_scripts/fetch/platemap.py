@@ -28,9 +28,9 @@ import pyarrow as pa
 
 from workflow_scripts.errors import InputError, StageError
 from workflow_scripts.fetch.gallery import PlateRef
-from workflow_scripts.fetch.objects import download_objects
+from workflow_scripts.fetch.objects import download_objects, retries_logged
 from workflow_scripts.fetch.plate import FetchSettings
-from workflow_scripts.fetch.s3 import make_client, parse_s3_url
+from workflow_scripts.fetch.s3 import parse_s3_url
 from workflow_scripts.profiles.columns import find_column, merge_case_variants, metadata_name
 from workflow_scripts.provenance import write_table
 from workflow_scripts.wells import well_name
@@ -48,10 +48,12 @@ def fetch_platemap(plate: PlateRef, config: dict[str, Any], out: Path) -> pd.Dat
 
     Reads the config sections ``annotation``, ``gallery``, ``fetch`` and ``cache_dir``.
     """
-    barcodes_at = platemap_source(plate, config, BARCODE_TABLE)
-    name = platemap_name(_plate_file(plate, barcodes_at, config), plate, barcodes_at)
-    platemap_at = platemap_source(plate, config, f"platemap/{name}.txt")
-    wells = platemap_wells(_plate_file(plate, platemap_at, config), platemap_at)
+    settings = FetchSettings.from_config(config)
+    with retries_logged(f"plate {plate.plate} (platemap)", settings.retry):
+        barcodes_at = platemap_source(plate, config, BARCODE_TABLE)
+        name = platemap_name(_plate_file(plate, barcodes_at, settings), plate, barcodes_at)
+        platemap_at = platemap_source(plate, config, f"platemap/{name}.txt")
+        wells = platemap_wells(_plate_file(plate, platemap_at, settings), platemap_at)
     if find_column(wells.columns, NAME_COLUMN) is None:
         wells[metadata_name(NAME_COLUMN)] = pd.array([name] * len(wells), dtype="string")
     provenance = {"plate": plate.plate, "barcode_table": barcodes_at, "platemap": platemap_at, "wells": len(wells)}
@@ -60,13 +62,13 @@ def fetch_platemap(plate: PlateRef, config: dict[str, Any], out: Path) -> pd.Dat
     return wells
 
 
-def _plate_file(plate: PlateRef, source: str, config: dict[str, Any]) -> pd.DataFrame:
+def _plate_file(plate: PlateRef, source: str, settings: FetchSettings) -> pd.DataFrame:
     """One platemap file as text; a failure names the plate it was wanted for."""
     try:
-        [table] = fetch_tables([source], config)
+        [path] = local_copies([source], settings)
+        return read_text_table(path, source)
     except StageError as error:
         raise type(error)(f"plate {plate.plate}: {error}") from error
-    return table
 
 
 def platemap_source(plate: PlateRef, config: dict[str, Any], name: str) -> str:
@@ -118,7 +120,11 @@ def fetch_tables(sources: Sequence[str], config: dict[str, Any]) -> list[pd.Data
     S3 objects come through the fetch engine into ``cache_dir`` (verified,
     retried, downloaded once); the client follows ``gallery`` and ``fetch``.
     """
-    paths = local_copies(sources, FetchSettings.from_config(config))
+    if not sources:
+        return []
+    settings = FetchSettings.from_config(config)
+    with retries_logged("annotation tables", settings.retry):
+        paths = local_copies(sources, settings)
     return [read_text_table(path, source) for path, source in zip(paths, sources)]
 
 
@@ -127,9 +133,8 @@ def local_copies(sources: Sequence[str], settings: FetchSettings) -> list[Path]:
     remote = [parse_s3_url(s) for s in sources if s.startswith("s3://")]
     cached = {}
     if remote:
-        client = make_client(settings.endpoint_url, settings.anonymous, settings.concurrency)
         records = download_objects(
-            client, remote, settings.cache_dir, concurrency=settings.concurrency, retry=settings.retry
+            settings.client(), remote, settings.cache_dir, concurrency=settings.concurrency, retry=settings.retry
         )
         cached = {str(record.location): record.path for record in records}
     paths = [cached.get(source) or Path(source) for source in sources]
