@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,12 @@ def plate_table(path: Path | None, rows: int) -> pd.DataFrame:
     return table.head(rows)
 
 
-def dry_run(folder: Path, plates: pd.DataFrame, storage: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Seconds and jobs of ``snakemake -n`` for ``plates``, every stage and both feature sets."""
+def dry_run(folder: Path, plates: pd.DataFrame, storage: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and jobs of ``snakemake -n`` for ``plates``, every stage and both feature sets.
+
+    CPU seconds say what the wall time would be on an idle machine, where
+    other work shares the cores.
+    """
     plates.to_csv(folder / "plates.csv", index=False)
     config = {
         "results_dir": "results",
@@ -65,13 +70,18 @@ def dry_run(folder: Path, plates: pd.DataFrame, storage: list[str], env: dict[st
         "--configfile", str(REPO / "config" / "config.yaml"), str(folder / "scale.yaml"),
         "--directory", str(folder), *storage,
     ]  # fmt: skip
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"dry-run failed:\n{result.stderr[-3000:]}")
     total = re.search(r"^total\s+(\d+)$", result.stdout + result.stderr, re.MULTILINE)
-    return seconds, int(total.group(1)) if total else 0
+    return seconds, cpu, int(total.group(1)) if total else 0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def s3_storage(endpoint: str) -> tuple[list[str], dict[str, str]]:
@@ -99,8 +109,8 @@ def main() -> None:
     rows = []
     for n in local:
         with tempfile.TemporaryDirectory() as folder:
-            seconds, jobs = dry_run(Path(folder), plate_table(source, n), [], env)
-        rows.append(("local", n, jobs, seconds))
+            seconds, cpu, jobs = dry_run(Path(folder), plate_table(source, n), [], env)
+        rows.append(("local", n, jobs, seconds, cpu))
     if remote:
         sys.path.insert(0, str(REPO))
         from workflow_scripts.demo.s3server import S3Server
@@ -110,11 +120,11 @@ def main() -> None:
             options, keys = s3_storage(server.endpoint_url)
             for n in remote:
                 with tempfile.TemporaryDirectory() as folder:
-                    seconds, jobs = dry_run(Path(folder), plate_table(source, n), options, {**env, **keys})
-                rows.append(("s3", n, jobs, seconds))
-    print(f"{'storage':8} {'plates':>7} {'jobs':>7} {'seconds':>8} {'ms/job':>7}")
-    for storage, n, jobs, seconds in rows:
-        print(f"{storage:8} {n:7d} {jobs:7d} {seconds:8.1f} {1000 * seconds / max(jobs, 1):7.2f}")
+                    seconds, cpu, jobs = dry_run(Path(folder), plate_table(source, n), options, {**env, **keys})
+                rows.append(("s3", n, jobs, seconds, cpu))
+    print(f"{'storage':8} {'plates':>7} {'jobs':>7} {'wall s':>7} {'CPU s':>7} {'ms/job':>7}")
+    for storage, n, jobs, seconds, cpu in rows:
+        print(f"{storage:8} {n:7d} {jobs:7d} {seconds:7.1f} {cpu:7.1f} {1000 * seconds / max(jobs, 1):7.2f}")
 
 
 if __name__ == "__main__":

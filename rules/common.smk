@@ -3,12 +3,14 @@
 # hands its stage the config sections it needs through `stage_settings` and
 # its paths through `stage_io` (see workflow_scripts/stage.py).
 
+import inspect
 import json
 import os
 import re
 import shlex
 import sys
 
+from snakemake.common import overwrite_function_params
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -160,6 +162,12 @@ def profiles_inputs(wildcards):
         for features in config["features"]:
             inputs[f"batch_wells_{features}"] = plate_targets(f"{PLATE_DIR}/{features}/wells.parquet", batch)
     return inputs
+
+
+# Snakemake inspects a function's signature at each call, i.e. for every job;
+# the functions called for every plate's jobs hand it theirs once.
+for per_job_function in (stage_io, require_checkpoint, profiles_inputs):
+    overwrite_function_params(per_job_function, inspect.signature(per_job_function).parameters)
 
 
 def locked_model(wildcards):
