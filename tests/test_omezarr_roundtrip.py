@@ -13,12 +13,16 @@ import tifffile
 import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
+from ome_zarr.writer import write_multiscales_metadata
 from skimage.transform import downscale_local_mean
+from zarr.core.group import GroupMetadata
 
 import workflow_scripts
 from tests.support.sample_plate import conversion_status, real_fields, sample_fields, truncate, write_fetched_plate
 from tests.support.settings import QC_DEFAULTS, conversion_options, qc_thresholds
-from workflow_scripts.omezarr.arrays import blosc, create_array, write_chunks
+from workflow_scripts.omezarr.arrays import blosc, create_array, write_chunks, write_metadata
+from workflow_scripts.omezarr.display import omero, percentiles
+from workflow_scripts.omezarr.multiscales import datasets, field_attributes, ngff_format
 from workflow_scripts.omezarr.reader import open_plate
 from workflow_scripts.omezarr.writer import convert_plate, temp_path
 from workflow_scripts.qc.plate_qc import run_plate_qc
@@ -228,20 +232,61 @@ def test_truncated_channel_loses_only_itself_and_qc_excludes_its_field(real, tmp
 
 @pytest.mark.parametrize("ngff_version", ["0.5", "0.4"])
 @pytest.mark.parametrize("chunks", [(1, 40, 56), (3, 40, 56)])
-def test_direct_chunk_writes_are_the_bytes_zarr_writes(tmp_path, ngff_version, chunks):
+def test_direct_writes_are_the_bytes_zarr_writes(tmp_path, ngff_version, chunks):
     options = conversion_options(ngff_version=ngff_version, compression_level=2)
     data = np.random.default_rng(0).integers(0, 4000, (3, 40, 56)).astype(np.uint16)
-    group = zarr.open_group(tmp_path, mode="w", zarr_format=options.zarr_format)
-    ours = create_array(group, "ours", data.shape, chunks, options)
-    write_chunks(ours, data, blosc(options.compression_level, "bitshuffle"))
-    theirs = create_array(group, "theirs", data.shape, chunks, options)
-    theirs[...] = data
+    attributes = {"ome": {"name": "field", "levels": [1, 2]}}
+    theirs = zarr.open_group(tmp_path / "theirs", mode="w", zarr_format=options.zarr_format)
+    theirs.update_attributes(attributes)
+    create_array(theirs, "0", data.shape, chunks, options)[...] = data
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=options.zarr_format)
+    metadata = create_array(scratch, "0", data.shape, chunks, options).metadata
+    write_metadata(tmp_path / "ours", GroupMetadata(attributes=attributes, zarr_format=options.zarr_format))
+    write_metadata(tmp_path / "ours" / "0", metadata)
+    write_chunks(tmp_path / "ours" / "0", metadata, data, blosc(options.compression_level, "bitshuffle"))
     written = {
-        p.relative_to(tmp_path / "theirs"): p.read_bytes()
-        for p in (tmp_path / "theirs").rglob("*")
-        if p.is_file() and not p.name.startswith((".z", "zarr.json"))
+        p.relative_to(tmp_path / "theirs"): p.read_bytes() for p in (tmp_path / "theirs").rglob("*") if p.is_file()
     }
-    assert len(written) == 3 // chunks[0]
+    assert (
+        len([p for p in written if p.parts[0] == "0" and not p.name.startswith((".z", "zarr.json"))]) == 3 // chunks[0]
+    )
+    assert {p.relative_to(tmp_path / "ours") for p in (tmp_path / "ours").rglob("*") if p.is_file()} == set(written)
     for relative, content in written.items():
-        assert (tmp_path / "ours" / relative).read_bytes() == content
-    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours", mode="r")[...], data)
+        assert (tmp_path / "ours" / relative).read_bytes() == content, relative
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours" / "0", mode="r")[...], data)
+
+
+@pytest.mark.parametrize("ngff_version", ["0.5", "0.4"])
+@pytest.mark.parametrize("pixel_size_um", [0.598, None])
+def test_field_attributes_are_what_ome_zarr_writes(ngff_version, pixel_size_um):
+    options = conversion_options(ngff_version=ngff_version)
+    smallest = np.random.default_rng(1).integers(0, 3000, (len(CHANNELS), 30, 34)).astype(np.uint16)
+    root = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=options.zarr_format)
+    field = root.require_group("B").require_group("3").create_group("1")
+    write_multiscales_metadata(
+        field,
+        datasets=datasets(options.pyramid_levels, pixel_size_um),
+        fmt=ngff_format(options),
+        axes=["c", "y", "x"],
+        axes_units={"y": "micrometer", "x": "micrometer"} if pixel_size_um else None,
+        metadata={"omero": omero(CHANNELS, smallest)},
+    )
+    ours = field_attributes("/B/3/1", options, pixel_size_um, CHANNELS, smallest)
+    assert json.dumps(ours) == json.dumps(field.attrs.asdict())  # same content, same key order
+
+
+@pytest.mark.parametrize(
+    "plane",
+    [
+        np.full((4, 4), 7),  # constant
+        np.array([[5]]),  # one pixel
+        np.array([[0, 65535]]),  # the extremes
+        np.arange(1001).reshape(7, 143),  # fractions of a rank near 0 and 1
+        np.random.default_rng(0).poisson(3.0, (50, 58)),  # few distinct values, many ties
+        np.random.default_rng(1).exponential(900.0, (67, 81)).clip(0, 65535),  # a long bright tail
+    ],
+)
+@pytest.mark.parametrize("percents", [(0.1, 99.9), (0.0, 50.0, 100.0), (33.3, 66.7)])
+def test_histogram_percentiles_are_numpys_to_the_bit(plane, percents):
+    plane = plane.astype(np.uint16)
+    assert percentiles(plane, percents) == list(np.percentile(plane, percents))

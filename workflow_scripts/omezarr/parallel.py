@@ -40,7 +40,7 @@ class WorkerPool:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         single_threaded()
         if self.workers > 1:
             context = multiprocessing.get_context("fork")

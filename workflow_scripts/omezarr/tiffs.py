@@ -64,18 +64,23 @@ class FieldRead:
 
 def read_field(field: FieldSource, channels: Sequence[str], shape: tuple[int, int]) -> FieldRead:
     """Every channel of one field; one that cannot be read stays zeros, so the others are kept, and is recorded."""
-    pixels = np.zeros((len(channels), *shape), dtype=PIXEL_DTYPE)
+    pixels = np.empty((len(channels), *shape), dtype=PIXEL_DTYPE)
     failures = []
     for plane, channel, path in zip(pixels, channels, field.paths):
         try:
-            plane[...] = read_channel(path, shape)
+            read_channel(path, plane)
         except ChannelReadError as error:
+            plane[...] = 0  # a decode that failed half-way may have written part of it
             failures.append(ChannelFailure(channel, error.reason, error.detail))
     return FieldRead(pixels, tuple(failures))
 
 
-def read_channel(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """One plane; shape and dtype are checked from the header before decoding."""
+def read_channel(path: Path, plane: np.ndarray) -> None:
+    """Decode one TIFF into ``plane``, checking its shape and dtype from the header first.
+
+    Decoding in place spares a copy of every plane.
+    """
+    shape = plane.shape
     if not path.is_file():
         raise ChannelReadError("missing file", f"{path} does not exist")
     try:
@@ -85,7 +90,7 @@ def read_channel(path: Path, shape: tuple[int, int]) -> np.ndarray:
                 raise ChannelReadError("shape mismatch", f"{path} is {page.shape}, the plate's fields are {shape}")
             if page.dtype != PIXEL_DTYPE:
                 raise ChannelReadError("dtype mismatch", f"{path} is {page.dtype}, expected {PIXEL_DTYPE}")
-            return page.asarray()
+            page.asarray(out=plane)
     except ChannelReadError:
         raise
     except Exception as error:  # tifffile and its codecs raise many types for corrupt bytes

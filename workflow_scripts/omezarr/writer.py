@@ -2,8 +2,9 @@
 
 Layout: ``{plate}.ome.zarr/{row}/{column}/{field}/{level}``, each level a
 (c, y, x) uint16 array, level 0 chunked one channel x one whole field and
-lower levels in one chunk, blosc-zstd with bitshuffle. Metadata is written
-with ``ome-zarr``'s writers.
+lower levels in one chunk, blosc-zstd with bitshuffle. NGFF metadata comes
+from ``ome-zarr``'s writers (a field's from ``multiscales``); the fields'
+nodes are written as files (``arrays``), the well and plate through zarr.
 
 Completion is all-or-nothing: the plate is built under
 ``{plate}.ome.zarr.incomplete`` and renamed only after every well and the
@@ -31,29 +32,25 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from ome_zarr.format import Format, FormatV04, FormatV05
-from ome_zarr.writer import write_multiscales_metadata, write_plate_metadata, write_well_metadata
+from ome_zarr.writer import write_plate_metadata, write_well_metadata
 from zarr.core.group import GroupMetadata
-from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
 
 from workflow_scripts.errors import InputError
 from workflow_scripts.illumination import apply_illumination, load_illumination
-from workflow_scripts.omezarr.arrays import blosc, create_array, level_metadata, write_chunks
-from workflow_scripts.omezarr.keys import AXES, ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY, SUMMARY_KEY
+from workflow_scripts.omezarr.arrays import blosc, create_array, level_metadata, write_chunks, write_metadata
+from workflow_scripts.omezarr.keys import ILLUM_GROUP, PROVENANCE_KEY, STATUS_KEY, SUMMARY_KEY
+from workflow_scripts.omezarr.multiscales import field_attributes, ngff_format
 from workflow_scripts.omezarr.options import ConversionOptions
 from workflow_scripts.omezarr.parallel import WorkerPool
 from workflow_scripts.omezarr.plate_sources import FieldSource, PlateSources, read_plate_sources
 from workflow_scripts.omezarr.provenance import field_summary, plate_provenance
-from workflow_scripts.omezarr.pyramid import level_shapes, pyramid
+from workflow_scripts.omezarr.pyramid import pyramid
 from workflow_scripts.omezarr.tiffs import probe_field_shape, read_field
 from workflow_scripts.wells import ROWS, split_well
 
 LOG = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".incomplete"
-UINT16_MAX = int(np.iinfo(np.uint16).max)
-WINDOW_PERCENTILES = (0.1, 99.9)
-CHANNEL_COLORS = {"DNA": "0000FF", "AGP": "FF0000", "RNA": "FFFF00", "ER": "00FF00", "Mito": "FF00FF"}
 # Errors that mean "this well was never finished": absent, half-written or without status.
 _INCOMPLETE = (OSError, ValueError, KeyError, TypeError)
 
@@ -83,10 +80,6 @@ class ConversionResult:
 def temp_path(output: Path) -> Path:
     """Where the plate is built before the rename that completes it."""
     return output.with_name(output.name + TEMP_SUFFIX)
-
-
-def ngff_format(options: ConversionOptions) -> Format:
-    return FormatV05() if options.ngff_version == "0.5" else FormatV04()
 
 
 def convert_plate(
@@ -205,26 +198,10 @@ def write_well(job: WellJob) -> None:
     row, column = split_well(job.fields[0].well)
     shutil.rmtree(job.root / row / column, ignore_errors=True)
     well = zarr.open_group(job.root, mode="r+")[row].create_group(column)
-    nodes = dict(well.create_hierarchy(_well_layout(job)))
     illum = _worker_illumination(job.illum_paths, job.channels, job.shape)
-    statuses = [_write_field(nodes, field, job, illum) for field in job.fields]
+    statuses = [_write_field(job.root / row / column, field, job, illum) for field in job.fields]
     write_well_metadata(well, [{"path": str(field.index)} for field in job.fields], fmt=ngff_format(job.options))
     well.attrs[STATUS_KEY] = {"fields": statuses}
-
-
-def _well_layout(job: WellJob) -> dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata]:
-    """Every field group and level array of a well, to create in one call.
-
-    Each zarr call hands work between threads; one call per well instead of
-    four per field keeps metadata from rivalling the pixels on a busy host.
-    """
-    shapes = level_shapes((len(job.channels), *job.shape), job.options.pyramid_levels)
-    layout: dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata] = {}
-    for field in job.fields:
-        layout[str(field.index)] = GroupMetadata(zarr_format=job.options.zarr_format)
-        for level, shape in enumerate(shapes):
-            layout[f"{field.index}/{level}"] = level_metadata(level, shape, job.options)
-    return layout
 
 
 @lru_cache(maxsize=1)
@@ -235,25 +212,17 @@ def _worker_illumination(
     return None if paths is None else load_illumination(dict(paths), channels, shape)
 
 
-def _write_field(nodes: dict, field: FieldSource, job: WellJob, illum: np.ndarray | None) -> dict:
-    """Write one field's pyramid and return its status: the field's reason and detail, and each failed channel."""
+def _write_field(well: Path, field: FieldSource, job: WellJob, illum: np.ndarray | None) -> dict:
+    """Write one field's group, levels and metadata; return its status: reason, detail and each failed channel."""
     read = read_field(field, job.channels, job.shape)
     pixels = read.pixels if illum is None else apply_illumination(read.pixels, illum)  # zeros stay zeros
     levels = pyramid(pixels, job.options.pyramid_levels)
+    group = well / str(field.index)
+    name = "/" + group.relative_to(job.root).as_posix()
+    attributes = field_attributes(name, job.options, job.pixel_size_um, job.channels, levels[-1])
+    write_metadata(group, GroupMetadata(attributes=attributes, zarr_format=job.options.zarr_format))
     for index, level in enumerate(levels):
-        array = nodes[f"{field.index}/{index}"]
-        if job.options.shard_per_field:
-            array[...] = level  # zarr owns the shard index
-        else:
-            write_chunks(array, level, blosc(job.options.compression_level, "bitshuffle"))
-    write_multiscales_metadata(
-        nodes[str(field.index)],
-        datasets=_datasets(len(levels), job.pixel_size_um),
-        fmt=ngff_format(job.options),
-        axes=list(AXES),
-        axes_units={"y": "micrometer", "x": "micrometer"} if job.pixel_size_um else None,
-        metadata={"omero": _omero(job.channels, levels[-1])},
-    )
+        _write_level(group / str(index), index, level, job.options)
     return {
         "field": field.index,
         "site": field.site,
@@ -263,35 +232,14 @@ def _write_field(nodes: dict, field: FieldSource, job: WellJob, illum: np.ndarra
     }
 
 
-def _datasets(levels: int, pixel_size_um: float | None) -> list[dict]:
-    """Level paths and scales: physical micrometres when known, else pixels."""
-    size = pixel_size_um or 1.0
-    datasets = []
-    for level in range(levels):
-        scale = round(size * 2**level, 9)  # no float noise like 2.3920000000000003 in the metadata
-        datasets.append(
-            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1.0, scale, scale]}]}
-        )
-    return datasets
-
-
-def _omero(channels: Sequence[str], smallest: np.ndarray) -> dict:
-    """Channel labels, colours and display windows (0.1-99.9 percentiles of the smallest level)."""
-    entries = []
-    for channel, plane in zip(channels, smallest):
-        low, high = (int(v) for v in np.percentile(plane, WINDOW_PERCENTILES))
-        entries.append(
-            {
-                "label": channel,
-                "color": CHANNEL_COLORS.get(channel, "FFFFFF"),
-                "active": True,
-                "coefficient": 1.0,
-                "family": "linear",
-                "inverted": False,
-                "window": {"min": 0, "max": UINT16_MAX, "start": low, "end": max(high, low + 1)},
-            }
-        )
-    return {"channels": entries, "rdefs": {"model": "color"}}
+def _write_level(directory: Path, index: int, level: np.ndarray, options: ConversionOptions) -> None:
+    """One pyramid level as an array: its metadata, then its chunks (or its shard, through zarr)."""
+    metadata = level_metadata(index, level.shape, options)
+    write_metadata(directory, metadata)
+    if options.shard_per_field:
+        zarr.open_array(directory, mode="r+")[...] = level  # zarr owns the shard index
+    else:
+        write_chunks(directory, metadata, level, blosc(options.compression_level, "bitshuffle"))
 
 
 def _checked_summary(sources: PlateSources, statuses: dict[str, list[dict]], temp: Path) -> dict:
