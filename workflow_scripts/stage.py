@@ -18,8 +18,10 @@ and exit status 1; anything else keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,4 +141,25 @@ def run_stage(stage: str, actions: Mapping[str, Action], argv: Sequence[str] | N
     except StageError as error:
         log.error("%s", error)
         return 1
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("%s", out_of_space(call))
+        return 1
     return 0
+
+
+def out_of_space(call: StageCall) -> str:
+    """One line for a full disk, naming the plate and the outputs: the OS's own error names neither.
+
+    The outputs are written under temporary names and renamed when complete
+    (``workflow_scripts.atomic``), so nothing half-written is left to look done.
+    """
+    outputs = [path for paths in call.outputs.values() for path in paths]
+    where = next((p for path in outputs for p in (path, *path.parents) if p.exists()), Path.cwd())
+    free = shutil.disk_usage(where).free
+    job = f"plate {call.plate_id.rsplit('/', 1)[-1]}: " if call.plate_id else ""
+    return (
+        f"{job}no space left on device writing {', '.join(map(str, outputs))} ({free} bytes free there); "
+        "free space or move results_dir, then rerun"
+    )

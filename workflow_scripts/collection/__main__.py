@@ -14,16 +14,13 @@ Both take ``--wildcard features=dino|cellprofiler``.
 
 from __future__ import annotations
 
-import errno
-import shutil
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
 from workflow_scripts.collection.collect import collect_profiles
 from workflow_scripts.collection.select import select_features
-from workflow_scripts.errors import InputError, StageError
+from workflow_scripts.errors import InputError
 from workflow_scripts.paths import results_root
 from workflow_scripts.plates import selected_plate_files
 from workflow_scripts.provenance import package_versions, read_provenance, write_table
@@ -44,7 +41,7 @@ def collect(call: StageCall) -> None:
         **collected.report,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
-    write_output(collected.table, out, provenance)
+    write_table(collected.table, out, STAGE, provenance)
 
 
 def select(call: StageCall) -> None:
@@ -67,24 +64,7 @@ def select(call: StageCall) -> None:
         **selected.report,
         "versions": package_versions(VERSIONED_PACKAGES),
     }
-    write_output(selected.table, call.output("selected"), provenance)
-
-
-def write_output(table: pd.DataFrame | pa.Table, out: Path, provenance: dict) -> None:
-    """Write a collection table; a full disk is one log line naming the file, not pyarrow's nameless error.
-
-    Nothing is left behind: the table is written under a temporary name that
-    is removed when the write fails.
-    """
-    try:
-        write_table(table, out, STAGE, provenance)
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        free = shutil.disk_usage(out.parent).free if out.parent.is_dir() else 0
-        raise StageError(
-            f"{out}: no space left on device ({free} bytes free there); free space or move results_dir, then rerun"
-        ) from None
+    write_table(selected.table, call.output("selected"), STAGE, provenance)
 
 
 def main(argv: list[str] | None = None) -> int:

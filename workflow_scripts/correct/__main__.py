@@ -38,7 +38,10 @@ def correct(call: StageCall) -> None:
     if locked:
         check_locked(locked, method, settings, profiles.features, str(profiles.path))
     groups = plate_groups(profiles.metadata, settings["batch_key"], settings["by_plate_type"], profiles.path)
-    with threadpool_limits(call.threads):
+    # One BLAS thread: sums split over threads round differently with their number, so sphering's output
+    # and Harmony's PCA would change in the last bits with `threads` (a rerun on another node). Harmony's
+    # own threads (`call.threads`) give the same result for any number.
+    with threadpool_limits(1):
         result = run_chain(profiles.values, profiles.features, groups, method, settings, call.threads, locked)
     for warning in result.warnings:
         log.warning("%s", warning)
