@@ -40,6 +40,7 @@ from tests.support.crash import (
     unlock,
 )
 from tests.support.workflow import plate_dir, run_snakemake
+from workflow_scripts.atomic import write_text_atomic
 from workflow_scripts.correct.__main__ import main as correct_main
 from workflow_scripts.provenance import write_table
 
@@ -201,3 +202,14 @@ def test_correction_writes_the_same_bytes_with_one_thread_or_two(method, tmp_pat
         assert correct_main([*stage_args(collection, selected, method), "--threads", threads]) == 0
         written.append(output_digests(collection))
     assert written[0] == written[1] and len(written[0]) == 3
+
+
+def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path):
+    """SIGKILL skips the temporary file's cleanup; the next write of the target removes it, and only it."""
+    target = tmp_path / "wells.parquet"
+    left = tmp_path / f".{target.name}.k1ll3d.tmp"
+    other = tmp_path / ".other.parquet.k1ll3d.tmp"
+    left.write_bytes(b"half")
+    other.write_bytes(b"half")
+    write_text_atomic("done", target)
+    assert target.read_text() == "done" and not left.exists() and other.exists()
