@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workflow import REPO, run_snakemake, venv_environment
+from tests.support.workflow import REPO, run_snakemake, snakemake_command, venv_environment
 from workflow_scripts import run_lock
 from workflow_scripts.run_lock import LOCK_FILE, RunLockError
 
@@ -121,12 +121,11 @@ def test_a_second_run_in_one_working_directory_is_refused_by_snakemake(demo_gall
     plate = layout.plates[0]
     folder = results / "plates" / layout.dataset / plate.source / plate.batch / plate.plate
     first = subprocess.Popen(
-        [*_command(results, root, s3_server), str(folder / "qc" / "fields.parquet")],
+        [*_command(results, root, s3_server), str(folder / "profiles" / "cellprofiler.parquet")],
         cwd=REPO,
         env=venv_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=(tmp_path / "first.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     try:
         locks = results / ".snakemake" / "locks"
@@ -134,28 +133,19 @@ def test_a_second_run_in_one_working_directory_is_refused_by_snakemake(demo_gall
         while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         second = run_snakemake(  # the same target, still being made
-            results, root / "plates.csv", s3_server.endpoint_url, str(folder / "qc" / "fields.parquet"), check=False
-        )
+            results, root / "plates.csv", s3_server.endpoint_url, str(folder / "profiles" / "cellprofiler.parquet"),
+            check=False,
+        )  # fmt: skip
     finally:
         first.wait(timeout=600)
-    assert second.returncode != 0 and "Directory cannot be locked" in second.stdout + second.stderr
-    assert first.returncode == 0 and (folder / "qc" / "fields.parquet").is_file()
+    said = second.stdout + second.stderr
+    assert second.returncode != 0 and "Directory cannot be locked" in said, said[-3000:]
+    assert first.returncode == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert (folder / "profiles" / "cellprofiler.parquet").is_file()
 
 
 def _command(results: Path, root: Path, s3_server) -> list[str]:
     """The command ``run_snakemake`` runs, for a run started in the background (it writes the overrides)."""
     run_snakemake(results, root / "plates.csv", s3_server.endpoint_url, "--dry-run")
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config" / "demo.yaml"),
-        str(results / "test_overrides.yaml"),
-        "--cores",
-        "2",
-        "--directory",
-        str(results),
-    ]
+    overrides = [REPO / "config" / "demo.yaml", results / "test_overrides.yaml"]
+    return snakemake_command(overrides, results, "--cores", "2")

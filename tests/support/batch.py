@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from tests.support.workflow import REPO, venv_environment
+from tests.support.workflow import REPO, snakemake_command, venv_environment
 
 PROFILE = REPO / "profiles" / "aws-batch"
 REGION = "us-east-1"
@@ -138,21 +137,7 @@ def run_batch(
     workdir.mkdir(parents=True, exist_ok=True)
     overrides = workdir / "overrides.yaml"
     overrides.write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(REPO / "config" / "demo.yaml"),
-        str(overrides),
-        "--profile",
-        str(PROFILE),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
+    command = snakemake_command([REPO / "config" / "demo.yaml", overrides], workdir, "--profile", str(PROFILE), *args)
     environment = {**venv_environment(), **site.environment(prefix), "AWS_BATCH_IMAGE": image, **(env or {})}
     if image is None:
         del environment["AWS_BATCH_IMAGE"]

@@ -23,6 +23,14 @@ def venv_environment() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
 
 
+def snakemake_command(config_files: list[Path], workdir: Path, *args: str) -> list[str]:
+    """The workflow's Snakefile run on ``config_files`` in ``workdir``, as tests start it."""
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", *map(str, config_files), "--directory", str(workdir), *args,
+    ]  # fmt: skip
+
+
 def run_snakemake(
     results: Path,
     plates: Path,
@@ -43,18 +51,13 @@ def run_snakemake(
     results.mkdir(parents=True, exist_ok=True)
     override_file = results / "test_overrides.yaml"
     override_file.write_text(yaml.safe_dump(overrides))
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--configfile", *([str(base)] if base else []), str(override_file),
-        "--cores", "2",
-        "--directory", str(workdir or results),
-        *args,
-    ]
+    command = snakemake_command([*([base] if base else []), override_file], workdir or results, "--cores", "2", *args)
     environment = {**venv_environment(), **(env or {})}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=environment)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -72,4 +75,3 @@ def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
         counts[parts[0]] = int(parts[1])
     counts.pop("total", None)
     return counts
-

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts import paths
+from workflow_scripts import paths as layout
 from workflow_scripts.errors import InputError
 from workflow_scripts.paths import plate_dir
 
@@ -103,7 +103,7 @@ def results_root(collections: Mapping[str, CollectionInputs], results_dir: str |
     for collection in collections.values():
         for path in (collection.kpis, collection.selected_method, collection.drift):
             if path is not None:
-                return paths.results_root(path)
+                return layout.results_root(path)
     return Path(results_dir)
 
 
