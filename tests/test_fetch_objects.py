@@ -306,8 +306,16 @@ def test_large_objects_go_through_the_managed_transfer(s3_server, objects, tmp_p
 
 
 def test_large_objects_survive_faults_when_planned(s3_server, objects, tmp_path):
-    """Rates are low because one failed part makes the whole object be fetched again."""
-    faults = Faults(slowdown=0.01, internal_error=0.01, reset=0.01, truncate=0.01, seed=11)
+    """Rates are low because one failed part makes the whole object be fetched again.
+
+    Which request takes which random draw depends on the threads' timing, so
+    each kind is also forced once on a large object's first requests.
+    """
+    large = sorted((loc.key for loc, body in objects.items() if len(body) >= LARGE), key=len)
+    fragments = [*large, *(key.rsplit("/", 1)[-1] for key in large)]  # a second request of the same objects
+    kinds = ("slowdown", "internal_error", "reset", "truncate")
+    forced = tuple(zip(fragments, kinds))
+    faults = Faults(slowdown=0.01, internal_error=0.01, reset=0.01, truncate=0.01, seed=11, first_hits=forced)
     with FaultProxy(s3_server.endpoint_url, faults) as proxy:
         client = make_client(proxy.endpoint_url, anonymous=True)
         plan = head_objects(client, list(objects), concurrency=4, retry=FAST)
